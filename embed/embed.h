@@ -1,0 +1,40 @@
+/* The embedded CPython: initialised once in the template process, then used by
+ * each per-request child (forked from a worker) to run one script's main()
+ * and serialise its result with json.dumps. Called by worker/template.c and
+ * worker/child.c; never in the acceptor. */
+#ifndef PYEXEC_EMBED_H
+#define PYEXEC_EMBED_H
+
+#include <stddef.h>
+
+/* Template process, once: set the BLAS/OpenMP thread variables to 1, start
+ * Debian's CPython 3.11 (UTF-8 mode, unbuffered stdio, no signal handlers,
+ * no bytecode writing), import numpy, pandas and the harness, collect and
+ * gc.freeze(). Returns 0 or -1 with a reason printed to stderr. */
+int embed_init(void);
+
+/* After embed_init: {"python": "3.11.2", "numpy": "...", "pandas": "..."}.
+ * Static storage. */
+const char *embed_versions_json(void);
+
+/* Child, right after fork: re-seed Python's random and numpy's global RNG from
+ * the OS so no two children share a stream; point tempfile at tmpdir.
+ * Returns 0 or -1. */
+int embed_child_prepare(const char *tmpdir);
+
+/* Child, after it has its request: compile and run the module body in a fresh
+ * namespace, call main() (or main(input) when input_json is non-NULL), and
+ * serialise. Returns a malloc'd JSON object, NUL-terminated, length in *len:
+ *   {"type": "ok", "result": <value>}
+ *   {"type": T, "error": "<sentence>", "traceback": "<text>"?}
+ * with T one of syntax_error, missing_main, exception, result_not_serializable,
+ * memory_limit, output_limit, exited. The "result" value is at most
+ * result_cap bytes of JSON, else output_limit. NULL only if out of memory. */
+char *embed_run(const char *script, size_t script_len, const char *input_json, size_t input_len,
+                size_t result_cap, size_t *len);
+
+/* Flush sys.stdout and sys.stderr (the harness runs them unbuffered; this is
+ * for anything the script re-buffered). */
+void embed_flush_stdio(void);
+
+#endif
