@@ -17,14 +17,21 @@ int embed_init(void);
  * Static storage. */
 const char *embed_versions_json(void);
 
-/* Child, right after fork: re-seed Python's random and numpy's global RNG from
- * the OS so no two children share a stream; point tempfile at tmpdir.
- * Returns 0 or -1. */
+/* Child, right after fork (before seccomp: it reads os.urandom): re-seed
+ * Python's random and numpy's global RNG from the OS so no two children share
+ * a stream; point tempfile at tmpdir; replace the whole environment (C environ
+ * and os.environ alike) with exactly this allowlist:
+ *   PATH=/usr/bin:/bin  HOME=<tmpdir>  TMPDIR=<tmpdir>  LANG=C.UTF-8
+ *   OPENBLAS_NUM_THREADS=1  OMP_NUM_THREADS=1  MKL_NUM_THREADS=1
+ * Returns 0 or -1 (with a Python traceback on stderr). */
 int embed_child_prepare(const char *tmpdir);
 
-/* Child, after it has its request: compile and run the module body in a fresh
- * namespace, call main() (or main(input) when input_json is non-NULL), and
- * serialise. Returns a malloc'd JSON object, NUL-terminated, length in *len:
+/* Child, after it has its request: compile the script (UTF-8, file name
+ * "<script>"), run the module body in a fresh namespace whose __name__ is
+ * "__script__" (so an `if __name__ == "__main__": main()` guard stays idle),
+ * call main() (or main(input) when input_json is non-NULL; invalid input JSON
+ * is reported as an exception), and serialise. Never leaves a Python exception
+ * set. Returns a malloc'd JSON object, NUL-terminated, length in *len:
  *   {"type": "ok", "result": <value>}
  *   {"type": T, "error": "<sentence>", "traceback": "<text>"?}
  * with T one of syntax_error, missing_main, exception, result_not_serializable,

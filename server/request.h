@@ -18,14 +18,18 @@ struct exec_request {
 };
 
 struct request_error {
-    int status;       /* 400 or 413 */
+    int status;       /* 400 or 413 (500 "internal" only when out of memory) */
     const char *type; /* "invalid_request" or "payload_too_large" */
     char message[256];
 };
 
 /* Returns 0 and fills req (free with request_free), or -1 and fills err. */
-int request_parse(const char *body, size_t len, const struct config *cfg,
-                  struct exec_request *req, struct request_error *err);
+int request_parse(const char *body, size_t len, const struct config *cfg, struct exec_request *req,
+                  struct request_error *err);
 void request_free(struct exec_request *req);
+
+/* 1 when a POST /execute may carry this Content-Type: absent (NULL), or
+ * application/json with no charset or a UTF-8 one; 0 means answer 415. */
+int request_content_type_ok(const char *content_type);
 
 #endif

@@ -1,0 +1,42 @@
+/* pyexec-bench's command line: the options struct, the parser, --help.
+ * Called once by main(); runs in pyexec-bench only. Parse errors are
+ * reported by the caller with exit status 2. */
+#ifndef PYEXEC_BENCH_OPTIONS_H
+#define PYEXEC_BENCH_OPTIONS_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stddef.h>
+
+#define OPTIONS_HOST_MAX 256
+#define OPTIONS_PATH_MAX 1024
+
+struct options {
+    char host[OPTIONS_HOST_MAX]; /* name or address, without IPv6 brackets */
+    char port[8];                /* decimal, for uv_getaddrinfo */
+    char path[OPTIONS_PATH_MAX]; /* request target, e.g. /execute */
+    int connections;
+    uint64_t duration_ns; /* measured time; 0 when requests is set */
+    uint64_t requests;    /* measured request count; 0 when duration is set */
+    uint64_t warmup_ns;
+    uint64_t timeout_ns; /* per request; past it the request is an error */
+    double rate;         /* open-loop requests/s across all connections; 0 = closed loop */
+    const char *workload; /* built-in name, or NULL with body_file */
+    const char *body_file;
+    int json;
+};
+
+/* Fill opts from argv. Returns 0 to run, 1 when --help was printed to out,
+ * -EINVAL after writing one clear line to err. */
+int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *err);
+
+/* Split an http:// URL (or host[:port][/path]) into opts. Returns 0 or -EINVAL
+ * with a reason in *why. */
+int options_parse_url(struct options *opts, const char *url, const char **why);
+
+/* "10s", "500ms", "250us", "2m", bare number = seconds. Returns 0 or -EINVAL. */
+int options_parse_duration(const char *text, uint64_t *ns);
+
+void options_usage(FILE *out);
+
+#endif

@@ -1,0 +1,200 @@
+"""pyexec's Python half, compiled into the binary as module "pyexec_harness".
+
+embed/python.c imports it once in the template; embed/run.c calls it in each
+child to compile the script, describe failures and serialise main()'s result.
+Every function here returns an outcome as UTF-8 bytes of one JSON object.
+"""
+import datetime
+import gc
+import json
+import linecache
+import math
+import os
+import platform
+import random
+import tempfile
+import traceback
+
+import numpy
+import pandas
+
+SCRIPT = "<script>"
+HARNESS = "<pyexec_harness>"
+ERROR_MAX = 2000  # characters of an error sentence
+TRACEBACK_MAX = 64 * 1024  # characters of a traceback, the last ones kept
+
+
+# Bound now so that a script replacing json.dumps cannot change how results are written.
+_json_dumps = json.dumps
+
+
+def _dumps(value):
+    return _json_dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
+def outcome(type_, error, traceback_text=None):
+    out = {"type": type_, "error": error[:ERROR_MAX]}
+    if traceback_text is not None:
+        if len(traceback_text) > TRACEBACK_MAX:
+            traceback_text = "...\n" + traceback_text[-TRACEBACK_MAX:]
+        out["traceback"] = traceback_text
+    # Scripts can put lone surrogates into messages: never emit invalid UTF-8.
+    return _dumps(out).encode("utf-8", "backslashreplace")
+
+
+def _one_line(exc):
+    try:
+        text = str(exc)
+    except BaseException:
+        text = "<exception str() failed>"
+    name = type(exc).__qualname__
+    return f"{name}: {text}" if text else name
+
+
+# --- the script ---------------------------------------------------------------
+
+
+def compile_script(source):
+    # linecache lets tracebacks quote the script's lines.
+    linecache.cache[SCRIPT] = (len(source), None, source.splitlines(True), SCRIPT)
+    return compile(source, SCRIPT, "exec", dont_inherit=True)
+
+
+def syntax_failure(exc):
+    line = getattr(exc, "lineno", None)
+    if isinstance(exc, SyntaxError):
+        error = f"{type(exc).__name__}: {exc.msg} (line {line})"
+    else:  # NUL bytes (ValueError), undecodable source
+        error = _one_line(exc)
+    return outcome("syntax_error", error, "".join(traceback.format_exception_only(exc)))
+
+
+def failure(exc):
+    """The module body or main() raised exc (MemoryError is handled in C)."""
+    if isinstance(exc, SystemExit):
+        try:
+            code = repr(exc.code)[:200]
+        except BaseException:
+            code = "..."
+        return outcome("exited", f"The script called sys.exit({code}) before returning")
+    if isinstance(exc, MemoryError):
+        return outcome("memory_limit", "The script ran out of memory")
+    te = traceback.TracebackException.from_exception(exc)
+    # main() is called from C, so no harness frame should be here; be sure.
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != HARNESS])
+    return outcome("exception", _one_line(exc), "".join(te.format()))
+
+
+# --- the result -----------------------------------------------------------------
+
+
+def _default(o):
+    """json.dumps hook: numpy, pandas and datetime values to JSON-able ones."""
+    if o is None or o is pandas.NaT or o is pandas.NA:
+        return None
+    if isinstance(o, numpy.ndarray):
+        # datetime64/timedelta64 arrays: element by element, through this hook.
+        return o.tolist() if o.dtype.kind not in "Mm" or o.ndim == 0 else list(o)
+    if isinstance(o, numpy.bool_):
+        return bool(o)
+    if isinstance(o, numpy.integer):
+        return int(o)
+    if isinstance(o, numpy.floating):
+        return float(o)
+    if isinstance(o, numpy.datetime64):
+        return None if numpy.isnat(o) else pandas.Timestamp(o).isoformat()
+    if isinstance(o, pandas.DataFrame):
+        return o.to_dict("records")
+    if isinstance(o, (pandas.Series, pandas.Index)):
+        return o.tolist()
+    if isinstance(o, (datetime.datetime, datetime.date, datetime.time)):
+        return o.isoformat()
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def _key(k):
+    if isinstance(k, float):
+        return k if math.isfinite(k) else None
+    if k is None or isinstance(k, (str, int)):
+        return k
+    if isinstance(k, numpy.generic):
+        return _key(_default(k))
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(k).__name__}")
+
+
+def _clean(o):
+    """Slow path: rebuild o from plain values, NaN and infinities as None."""
+    if o is None or isinstance(o, (str, int)):
+        return o
+    if isinstance(o, float):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {_key(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return _clean(_default(o))
+
+
+def serialise(value, cap):
+    try:
+        try:
+            text = _json_dumps(value, allow_nan=False, ensure_ascii=False,
+                              separators=(",", ":"), default=_default)
+        except (ValueError, TypeError):
+            text = _dumps(_clean(value))
+        data = text.encode("utf-8")  # strict: lone surrogates are refused
+    except MemoryError:
+        raise
+    except RecursionError:
+        return outcome("result_not_serializable",
+                       "main() returned a value nested too deeply (or containing itself) for JSON")
+    except Exception as exc:
+        return outcome("result_not_serializable",
+                       f"main() returned a value JSON cannot hold: {_one_line_plain(exc)}")
+    if len(data) > cap:
+        return outcome("output_limit", f"The result is {len(data)} bytes, over the cap of {cap} bytes")
+    return b'{"type":"ok","result":' + data + b"}"
+
+
+def _one_line_plain(exc):
+    # TypeError/ValueError from json carry the useful sentence; others get their name.
+    if type(exc) in (TypeError, ValueError):
+        try:
+            return str(exc)
+        except BaseException:
+            pass
+    return _one_line(exc)
+
+
+def loads(data):
+    return json.loads(data)
+
+
+# --- the template and the child --------------------------------------------------
+
+
+def warm_up():
+    """Template: run the lazy paths once, then freeze what exists so that
+    forked children do not touch (and copy) these pages when the GC runs."""
+    frame = pandas.DataFrame({"t": pandas.to_datetime(["2024-01-02"]), "x": [math.nan]})
+    serialise({"f": frame, "a": numpy.arange(2.0), "n": numpy.int64(1)}, 1 << 20)
+    traceback.format_exception(ZeroDivisionError("x"))
+    gc.collect()
+    gc.freeze()
+
+
+def versions():
+    return _dumps({"python": platform.python_version(), "numpy": numpy.__version__,
+                   "pandas": pandas.__version__})
+
+
+ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1",
+               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def prepare_child(tmpdir):
+    random.seed()  # from os.urandom
+    numpy.random.seed()  # from the OS as well
+    tempfile.tempdir = tmpdir
+    os.environ.clear()
+    os.environ.update(ENVIRONMENT, HOME=tmpdir, TMPDIR=tmpdir)

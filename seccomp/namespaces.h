@@ -1,0 +1,33 @@
+/* Namespaces of a worker, entered once when the worker is spawned (before it
+ * starts any thread or child) so every child inherits them at no per-request
+ * cost: an empty network namespace, a private SysV IPC namespace, and a
+ * read-only mount view with one writable scratch dir. Runs in the worker,
+ * called by worker/pool.c (or wherever the worker starts). */
+#ifndef PYEXEC_NAMESPACES_H
+#define PYEXEC_NAMESPACES_H
+
+#include <stddef.h>
+
+enum namespaces_granted {
+    NAMESPACES_NET = 1 << 0,           /* no interface but a down loopback */
+    NAMESPACES_IPC = 1 << 1,           /* SysV IPC and POSIX queues of its own */
+    NAMESPACES_MOUNT_RO = 1 << 2,      /* every mount read-only except scratch_dir */
+    NAMESPACES_SCRATCH_TMPFS = 1 << 3, /* scratch_dir is a tmpfs of scratch_kb */
+};
+
+/* Enter what the host grants, skipping silently what it refuses (no
+ * CAP_SYS_ADMIN, gVisor, a seccomp profile). scratch_dir must exist: it is
+ * where the worker creates the children's temp dirs, so it stays writable;
+ * when scratch_kb > 0 and a mount namespace is granted, a private tmpfs of
+ * that size is mounted on it, which caps what children can write there in
+ * total. Returns the granted set (a mask of the enum above, 0 when the host
+ * refuses everything), or -EROFS in the one case the worker cannot go on:
+ * the view turned read-only and the scratch dir could not be made writable
+ * again. */
+int namespaces_enter(const char *scratch_dir, size_t scratch_kb);
+
+/* JSON array of the granted namespaces' names, e.g. ["net","ipc","mount-ro"],
+ * into buf. Returns the length written, or -ENOSPC. */
+int namespaces_json(unsigned granted, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,25 @@
+/* The seccomp allowlist of the per-request child: one table of named syscall
+ * groups, compiled by libseccomp in one function. Called by worker/child.c as
+ * the LAST set-up step (runs in the child), and by pyexecd --print-policy. */
+#ifndef PYEXEC_POLICY_H
+#define PYEXEC_POLICY_H
+
+#include <stdio.h>
+
+/* Compile the table for the calling process (kill/tgkill/tkill/prlimit64 are
+ * limited to getpid()) and load it. Anything not listed fails with EPERM;
+ * clone3 fails with ENOSYS so libc falls back to clone; non-native
+ * architectures (i386 int 0x80, x32) kill the process. Needs no_new_privs (or
+ * CAP_SYS_ADMIN). Returns 0 or -errno; on error no user code may run. */
+int policy_apply(void);
+
+/* Print the table, group by group, then the compiled filter (libseccomp PFC)
+ * to out. Returns 0 or -errno. */
+int policy_print(FILE *out);
+
+/* 1 when this kernel can install the filter's bad-arch action as
+ * SCMP_ACT_KILL_PROCESS, 0 when it falls back to SCMP_ACT_KILL_THREAD
+ * (gVisor). For /health and --print-policy. */
+int policy_kill_process_available(void);
+
+#endif

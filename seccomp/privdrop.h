@@ -1,0 +1,29 @@
+/* Privilege drop of the per-request child: supplementary groups, gid, uid,
+ * every capability, no_new_privs. privdrop_resolve runs once in the worker at
+ * start; privdrop_apply and privdrop_no_new_privs run in the child, called by
+ * worker/child.c after rlimits and before Landlock and seccomp. */
+#ifndef PYEXEC_PRIVDROP_H
+#define PYEXEC_PRIVDROP_H
+
+#include <sys/types.h>
+
+/* Turn the --user string into ids: a number ("65534": uid and gid both that
+ * number) or a user name (its passwd uid and primary gid). Root (0) is
+ * refused. Returns 0 or -errno (-ENOENT: no such user, -EINVAL: root or
+ * malformed). */
+int privdrop_resolve(const char *user, uid_t *uid, gid_t *gid);
+
+/* When running as root: no supplementary groups, real/effective/saved gid and
+ * uid set to gid/uid, the capability bounding and ambient sets emptied, and
+ * checked afterwards (no capability left, setuid(0) refused). Not root: only
+ * the check that no capability is held. Either way the process is made
+ * non-dumpable: no core file, and no other process running as the same uid
+ * (every other child) may ptrace it or read its /proc/<pid>/mem or environ.
+ * Returns 0 or -errno. */
+int privdrop_apply(uid_t uid, gid_t gid);
+
+/* PR_SET_NO_NEW_PRIVS: nothing exec'd could gain privileges; required by
+ * Landlock and by seccomp for an unprivileged process. Returns 0 or -errno. */
+int privdrop_no_new_privs(void);
+
+#endif

@@ -1,0 +1,30 @@
+/* Resource limits of the per-request child: set once at spawn from the
+ * server's caps, lowered after the request arrives. Runs in the child,
+ * called by worker/child.c. */
+#ifndef PYEXEC_RLIMITS_H
+#define PYEXEC_RLIMITS_H
+
+#include <stdint.h>
+
+struct rlimits_spec {
+    uint64_t cpu_ms;    /* RLIMIT_CPU, rounded up to whole seconds (SIGXCPU, then SIGKILL) */
+    uint64_t memory_mb; /* on top of what the child already maps at spawn */
+    uint64_t fsize_kb;  /* largest file the script may write */
+    uint64_t nofile;    /* open file descriptors */
+};
+
+/* What the warm interpreter already uses when the child starts; the memory
+ * limit is measured from here, so a script may allocate memory_mb itself. */
+struct rlimits_base {
+    uint64_t vm_size; /* bytes, VmSize: counted by RLIMIT_AS */
+    uint64_t vm_data; /* bytes, VmData: counted by RLIMIT_DATA */
+};
+
+/* Measure the base, then set CPU, AS, DATA, FSIZE, NOFILE and CORE = 0.
+ * Returns 0 or -errno. */
+int rlimits_apply(const struct rlimits_spec *spec, struct rlimits_base *base);
+
+/* Lower CPU and memory for one request (never raises). Returns 0 or -errno. */
+int rlimits_lower(const struct rlimits_base *base, uint64_t cpu_ms, uint64_t memory_mb);
+
+#endif

@@ -1,0 +1,342 @@
+/* pyexecd: the acceptor. Parses the configuration, starts the worker pool,
+ * serves HTTP and routes each request; on SIGTERM it drains and exits 0.
+ * The same binary, run with --template-fd, becomes the template (pool.c). */
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "seccomp/policy.h"
+#include "server/config.h"
+#include "server/errors.h"
+#include "server/http.h"
+#include "server/request.h"
+#include "worker/ipc.h"
+#include "worker/pool.h"
+#include "worker/template.h"
+
+struct server {
+    uv_loop_t *loop;
+    struct config cfg;
+    struct pool *pool;
+    struct http_server *http;
+    uv_signal_t sigterm, sigint;
+    bool stopping;
+    int exit_code;
+};
+
+/* One POST /execute between its arrival and its answer. */
+struct exec_ctx {
+    struct pool_job job; /* first: the pool hands it back */
+    struct server *srv;
+    struct http_conn *conn;
+    struct http_request *req;
+};
+
+/* --- logging: one JSON line per request, in the shape Cloud Logging reads */
+
+static void log_request(const struct http_request *req, int status, const char *type)
+{
+    double secs = (uv_hrtime() - req->start_ns) / 1e9;
+    char latency[32];
+    snprintf(latency, sizeof(latency), "%.6fs", secs);
+    json_t *line =
+        json_pack("{s:s, s:s++, s:{s:s, s:s, s:i, s:s}, s:s, s:s}", "severity",
+                  status >= 500 ? "ERROR" : "INFO", "message", req->method, " ", req->path,
+                  "httpRequest", "requestMethod", req->method, "requestUrl", req->path, "status",
+                  status, "latency", latency, "type", type, "request_id", req->request_id);
+    if (!line)
+        return;
+    if (req->trace[0])
+        json_object_set_new(line, "trace", json_string(req->trace));
+    char *text = json_dumps(line, JSON_COMPACT);
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    json_decref(line);
+}
+
+/* Answer and log. body is JSON. */
+static void respond(struct http_conn *c, struct http_request *req, int status, const char *type,
+                    const char *headers, const char *body, size_t len)
+{
+    log_request(req, status, type);
+    http_respond(c, status, headers, body, len);
+}
+
+static void respond_error(struct http_conn *c, struct http_request *req, int status,
+                          const char *type, const char *headers, const char *message)
+{
+    size_t len;
+    char *body = error_body(type, message, &len);
+    respond(c, req, status, type, headers, body ? body : "{}", body ? len : 2);
+    free(body);
+}
+
+static void respond_json(struct http_conn *c, struct http_request *req, int status, json_t *o)
+{
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    respond(c, req, status, status == 200 ? "ok" : "unavailable", "", body ? body : "{}",
+            body ? strlen(body) : 2);
+    free(body);
+}
+
+/* --- routes ------------------------------------------------------------- */
+
+static void route_root(struct server *srv, struct http_conn *c, struct http_request *req)
+{
+    (void)srv;
+    respond_json(c, req, 200,
+                 json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "service", "pyexec", "version",
+                           PYEXEC_VERSION, "endpoints", "POST /execute",
+                           "run a script's main() and return its result", "GET /health",
+                           "200 once every worker is warm", "GET /", "this document"));
+}
+
+static void route_health(struct server *srv, struct http_conn *c, struct http_request *req)
+{
+    struct pool_stats st;
+    pool_get_stats(srv->pool, &st);
+    bool ok = pool_ready(srv->pool) && !srv->stopping;
+    json_t *o = json_pack("{s:s, s:{s:i, s:i, s:i}, s:i, s:I}", "status",
+                          ok ? "ok" : (srv->stopping ? "stopping" : "starting"), "workers", "total",
+                          st.workers, "ready", st.ready, "idle", st.ready - st.busy, "queued",
+                          st.queued, "respawns", (json_int_t)st.respawns);
+    const char *versions = pool_versions(srv->pool);
+    json_t *v = versions ? json_loads(versions, 0, NULL) : NULL;
+    if (v)
+        json_object_update(o, v); /* python, numpy, pandas */
+    json_decref(v);
+    const char *sandbox = pool_sandbox(srv->pool);
+    json_t *sb = sandbox ? json_loads(sandbox, 0, NULL) : NULL;
+    if (sb)
+        json_object_set_new(o, "sandbox", sb);
+    respond_json(c, req, ok ? 200 : 503, o);
+}
+
+/* "application/json", any case, optionally followed by parameters. */
+static bool is_json_media_type(const char *ct)
+{
+    size_t n = strlen("application/json");
+    if (strncasecmp(ct, "application/json", n))
+        return false;
+    ct += n;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+static void on_job_done(struct pool_job *job, int status, const char *type, const char *body,
+                        size_t len)
+{
+    struct exec_ctx *x = (struct exec_ctx *)job;
+    const char *headers = status == 503 ? "Retry-After: 1\r\n" : "";
+    respond(x->conn, x->req, status, type, headers, body, len);
+    free(x);
+}
+
+/* struct ipc_request, script, input: what the worker hands to its child. */
+static char *build_frame(const struct exec_request *er, size_t *len)
+{
+    struct ipc_request rq = {.timeout_ms = er->timeout_ms,
+                             .memory_mb = er->memory_mb,
+                             .script_len = er->script_len,
+                             .input_len = er->input_json ? er->input_len : 0};
+    *len = sizeof(rq) + rq.script_len + rq.input_len;
+    char *f = malloc(*len);
+    if (!f)
+        return NULL;
+    char *p = mempcpy(f, &rq, sizeof(rq));
+    p = mempcpy(p, er->script, rq.script_len);
+    memcpy(p, er->input_json, rq.input_len);
+    return f;
+}
+
+static void route_execute(struct server *srv, struct http_conn *c, struct http_request *req)
+{
+    if (req->content_type && !is_json_media_type(req->content_type))
+        return respond_error(c, req, 415, "unsupported_media_type", "",
+                             "Send the request as Content-Type: application/json.");
+
+    struct exec_request er;
+    struct request_error err;
+    if (request_parse(req->body, req->body_len, &srv->cfg, &er, &err))
+        return respond_error(c, req, err.status, err.type, "", err.message);
+
+    struct exec_ctx *x = calloc(1, sizeof(*x));
+    if (x)
+        x->job.frame = build_frame(&er, &x->job.frame_len);
+    request_free(&er);
+    if (!x || !x->job.frame) {
+        free(x);
+        return respond_error(c, req, 500, "internal", "", "Out of memory.");
+    }
+    x->srv = srv;
+    x->conn = c;
+    x->req = req;
+    x->job.done = on_job_done;
+
+    int r = pool_submit(srv->pool, &x->job);
+    if (r) {
+        free(x->job.frame);
+        free(x);
+        return respond_error(c, req, 503, "overloaded", "Retry-After: 1\r\n",
+                             r == -EAGAIN ? "Every worker is busy and the queue is full; retry "
+                                            "in a moment."
+                                          : "The service is shutting down; retry elsewhere.");
+    }
+    http_conn_set_data(c, x);
+}
+
+struct route {
+    const char *path, *method;
+    void (*handler)(struct server *, struct http_conn *, struct http_request *);
+};
+
+static const struct route routes[] = {
+    {"/execute", "POST", route_execute},
+    {"/health", "GET", route_health},
+    {"/", "GET", route_root},
+};
+
+static void on_request(struct http_conn *c, struct http_request *req, void *data)
+{
+    struct server *srv = data;
+    http_conn_set_data(c, NULL);
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (strcmp(req->path, routes[i].path))
+            continue;
+        if (!strcmp(req->method, routes[i].method))
+            return routes[i].handler(srv, c, req);
+        char allow[64], msg[128];
+        snprintf(allow, sizeof(allow), "Allow: %s\r\n", routes[i].method);
+        snprintf(msg, sizeof(msg), "%s accepts only %s.", routes[i].path, routes[i].method);
+        return respond_error(c, req, 405, "method_not_allowed", allow, msg);
+    }
+    char msg[1100];
+    snprintf(msg, sizeof(msg), "No such endpoint: %.1024s. See GET / for the list.", req->path);
+    respond_error(c, req, 404, "not_found", "", msg);
+}
+
+/* The client left while its script was queued or running. */
+static void on_abort(struct http_conn *c, void *data)
+{
+    struct server *srv = data;
+    struct exec_ctx *x = http_conn_get_data(c);
+    if (!x)
+        return;
+    pool_cancel(srv->pool, &x->job);
+    free(x);
+}
+
+/* --- life cycle ------------------------------------------------------------ */
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_pool_stopped(void *data)
+{
+    struct server *srv = data;
+    uv_walk(srv->loop, close_handle, NULL);
+}
+
+static void on_pool_fatal(void *data)
+{
+    struct server *srv = data;
+    fprintf(stderr, "pyexecd: the worker pool could not start; see the messages above\n");
+    srv->exit_code = 1;
+    srv->stopping = true;
+    uv_walk(srv->loop, close_handle, NULL);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    struct server *srv = sig->data;
+    (void)signum;
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    fprintf(stderr, "pyexecd: shutting down\n");
+    http_server_stop(srv->http);
+    srv->http = NULL;
+    uv_signal_stop(&srv->sigterm);
+    uv_signal_stop(&srv->sigint);
+    pool_stop(srv->pool, srv->cfg.shutdown_timeout_ms, on_pool_stopped, srv);
+}
+
+static int serve(struct server *srv, const char *exe)
+{
+    int r = pool_start(srv->loop, &srv->cfg, exe, &srv->pool);
+    if (r) {
+        fprintf(stderr, "pyexecd: cannot start the template: %s\n", uv_strerror(r));
+        return 1;
+    }
+    pool_on_fatal(srv->pool, on_pool_fatal, srv);
+
+    struct http_server_opts o = {
+        .max_header_bytes = 16384,
+        .max_body_bytes = (size_t)srv->cfg.body_kb << 10,
+        .idle_timeout_ms = srv->cfg.idle_timeout_ms,
+        .max_connections = srv->cfg.max_connections,
+        .on_request = on_request,
+        .on_abort = on_abort,
+        .data = srv,
+    };
+    int port;
+    r = http_server_start(srv->loop, srv->cfg.host, srv->cfg.port, &o, &srv->http, &port);
+    if (r) {
+        fprintf(stderr, "pyexecd: cannot listen on %s:%ld: %s\n", srv->cfg.host, srv->cfg.port,
+                uv_strerror(r));
+        return 1;
+    }
+    fprintf(stderr, "pyexecd: listening on %s:%d with %ld workers\n", srv->cfg.host, port,
+            srv->cfg.workers);
+
+    srv->sigterm.data = srv->sigint.data = srv;
+    uv_signal_init(srv->loop, &srv->sigterm);
+    uv_signal_init(srv->loop, &srv->sigint);
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    return srv->exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    struct server srv = {.loop = uv_default_loop()};
+    const char *tfd = "--template-fd=";
+
+    signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && !strncmp(argv[1], tfd, strlen(tfd))) {
+        int ctl = atoi(argv[1] + strlen(tfd));
+        argv[1] = argv[0];
+        if (config_load(&srv.cfg, argc - 1, argv + 1, stdout, stderr))
+            return 1;
+        template_main(ctl, &srv.cfg);
+    }
+    if (argc == 2 && !strcmp(argv[1], "--print-policy"))
+        return policy_print(stdout) ? 1 : 0;
+
+    int r = config_load(&srv.cfg, argc, argv, stdout, stderr);
+    if (r)
+        return r > 0 ? 0 : 2;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* one log line, one write */
+    char exe[4096];
+    size_t exe_len = sizeof(exe);
+    if (uv_exepath(exe, &exe_len)) {
+        fprintf(stderr, "pyexecd: cannot find its own executable\n");
+        return 1;
+    }
+    return serve(&srv, exe);
+}

@@ -1,0 +1,561 @@
+/* sandbox_probe [--no-sandbox] OP: fork a child that sets itself up the way
+ * the service's child does (privilege drop when root, no_new_privs, Landlock
+ * on a fresh temp dir, seccomp last), attempt ONE operation, and report.
+ * Exit 0: the expectation of OP holds (a deny_ op was refused with EPERM or
+ * EACCES, or killed by SIGSYS where that is the rule; an allow_ op worked).
+ * Exit 1: it does not hold. 77: skipped (no Landlock, not root).
+ * --no-sandbox skips the confinement (test only): every deny_ op must then
+ * exit 1, which ctest checks with WILL_FAIL, so no deny test passes by itself. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <linux/bpf.h>
+#include <linux/io_uring.h>
+#include <linux/keyctl.h>
+#include <linux/perf_event.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "seccomp/landlock.h"
+#include "seccomp/policy.h"
+#include "seccomp/privdrop.h"
+
+#define EXIT_SKIP    77
+#define SANDBOX_USER "65534"
+
+static char tmpdir[] = "/tmp/pyexec-probe.XXXXXX";
+static char outside[] = "/tmp/pyexec-probe-outside.XXXXXX";
+static int prepared_fd = -1;
+static volatile sig_atomic_t got_signal;
+static const char secret[] = "parent memory"; /* process_vm_readv target */
+
+/* Each op returns 0 when the operation succeeded, else the errno it got. */
+static int op_socket(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_socket_unix(void)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_socket_netlink(void)
+{
+    int fd = socket(AF_NETLINK, SOCK_RAW, 0);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_socketpair(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        return errno;
+    close(sv[0]);
+    close(sv[1]);
+    return 0;
+}
+
+static int op_execve(void)
+{
+    char *argv[] = {"/bin/false", NULL}; /* if it runs, it exits 1: "not refused" */
+    execve(argv[0], argv, NULL);
+    return errno;
+}
+
+static int reap(pid_t pid)
+{
+    if (pid < 0)
+        return errno;
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, NULL, 0);
+    return 0;
+}
+
+static int op_fork(void)
+{
+    return reap(fork());
+}
+
+static int op_vfork(void)
+{
+    return reap(vfork());
+}
+
+static int op_clone_process(void)
+{
+    return reap((pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
+}
+
+static int op_ptrace(void)
+{
+    /* the probe's parent; a tracer that exits detaches automatically */
+    return ptrace(PTRACE_SEIZE, getppid(), 0, 0) < 0 ? errno : 0;
+}
+
+static int op_process_vm_readv(void)
+{
+    char buf[sizeof(secret)];
+    struct iovec local = {buf, sizeof(buf)};
+    struct iovec remote = {(void *)secret, sizeof(secret)}; /* same address after fork */
+    if (process_vm_readv(getppid(), &local, 1, &remote, 1, 0) < 0)
+        return errno;
+    return memcmp(buf, secret, sizeof(buf)) == 0 ? 0 : EIO;
+}
+
+static int op_kill_parent(void)
+{
+    return kill(getppid(), 0) < 0 ? errno : 0;
+}
+
+static int op_tgkill_parent(void)
+{
+    return syscall(SYS_tgkill, getppid(), getppid(), 0) < 0 ? errno : 0;
+}
+
+static int op_prlimit_parent(void)
+{
+    struct rlimit old;
+    return prlimit(getppid(), RLIMIT_NOFILE, NULL, &old) < 0 ? errno : 0;
+}
+
+static int op_io_uring_setup(void)
+{
+    struct io_uring_params params = {0};
+    int fd = (int)syscall(SYS_io_uring_setup, 1, &params);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_bpf(void)
+{
+    union bpf_attr attr = {
+        .map_type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 4, .max_entries = 1};
+    int fd = (int)syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof(attr));
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_perf_event_open(void)
+{
+    struct perf_event_attr attr = {.type = PERF_TYPE_SOFTWARE,
+                                   .size = sizeof(attr),
+                                   .config = PERF_COUNT_SW_TASK_CLOCK,
+                                   .disabled = 1};
+    int fd = (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_userfaultfd(void)
+{
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_keyctl(void)
+{
+    return syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_PROCESS_KEYRING, 1) < 0 ? errno : 0;
+}
+
+static int op_mount(void)
+{
+    /* a tmpfs over our own temp dir, removed again if it worked */
+    if (mount("probe", tmpdir, "tmpfs", 0, "size=16k") < 0)
+        return errno;
+    umount2(tmpdir, MNT_DETACH);
+    return 0;
+}
+
+static int op_unshare(void)
+{
+    return unshare(CLONE_NEWUTS) < 0 ? errno : 0;
+}
+
+static void prepare_setns(void)
+{
+    prepared_fd = open("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC);
+}
+
+static int op_setns(void)
+{
+    return setns(prepared_fd, CLONE_NEWUTS) < 0 ? errno : 0;
+}
+
+static int op_chroot(void)
+{
+    return chroot(".") < 0 ? errno : 0;
+}
+
+static int op_personality(void)
+{
+    return personality(PER_LINUX) < 0 ? errno : 0;
+}
+
+static int op_shmget(void)
+{
+    int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+    return id < 0 ? errno : (shmctl(id, IPC_RMID, NULL), 0);
+}
+
+static int op_memfd_create(void)
+{
+    int fd = (int)syscall(SYS_memfd_create, "probe", 0);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+/* getpid through the x32 ABI: nr | __X32_SYSCALL_BIT. Without x32 in the
+ * kernel the unconfined call fails with ENOSYS, which is not the SIGSYS
+ * kill this op expects, so the no-sandbox twin still fails as it must. */
+static int op_x32(void)
+{
+    return syscall(0x40000000 | SYS_getpid) < 0 ? errno : 0;
+}
+
+/* getpid (20) through the i386 entry point. */
+static int op_int80(void)
+{
+    long ret;
+    __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
+    return ret < 0 ? (int)-ret : 0;
+}
+
+static int create_in(const char *dir)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/escape", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    return fd < 0 ? errno : (close(fd), unlink(path), 0);
+}
+
+static int op_write_outside_tmp(void)
+{
+    return create_in(outside); /* mode 0777: only Landlock stands in the way */
+}
+
+static int op_write_tmp_root(void)
+{
+    return create_in("/tmp"); /* 1777 */
+}
+
+static int op_read_etc_passwd(void)
+{
+    int fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC); /* mode 0644 */
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_read_proc_parent_environ(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)getppid());
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_setuid_root(void)
+{
+    return setuid(0) < 0 ? errno : 0;
+}
+
+/* "Succeeds" when the process still holds a capability or runs as root. */
+static int op_capabilities(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    int held = geteuid() == 0;
+    if (!f)
+        return errno;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, "CapEff:", 7) == 0 || strncmp(line, "CapPrm:", 7) == 0)
+            held |= strtoull(line + 7, NULL, 16) != 0;
+    fclose(f);
+    return held ? 0 : EPERM;
+}
+
+static void *thread_main(void *arg)
+{
+    return arg;
+}
+
+static int op_thread(void)
+{
+    pthread_t t;
+    void *ret = NULL;
+    int rc = pthread_create(&t, NULL, thread_main, (void *)secret);
+    if (rc)
+        return rc;
+    pthread_join(t, &ret);
+    return ret == secret ? 0 : EIO;
+}
+
+/* clone3 must answer ENOSYS (so glibc falls back to clone) and threads must
+ * still start. Unconfined, clone3 with no arguments answers EINVAL instead. */
+static int op_clone3_enosys_fallback(void)
+{
+    if (syscall(SYS_clone3, NULL, 0) == 0 || errno != ENOSYS)
+        return errno ? errno : EIO;
+    return op_thread();
+}
+
+static int op_mmap(void)
+{
+    size_t len = 64 << 20;
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return errno;
+    memset(p, 1, len);
+    int rc = mprotect(p, len, PROT_READ) < 0 ? errno : 0;
+    munmap(p, len);
+    return rc;
+}
+
+static int op_write_tmp(void)
+{
+    int fd = open("data", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    int rc = write(fd, "x", 1) == 1 ? 0 : errno;
+    close(fd);
+    if (rc == 0 && (mkdir("sub", 0700) < 0 || rename("data", "sub/data") < 0 ||
+                    unlink("sub/data") < 0 || rmdir("sub") < 0))
+        rc = errno;
+    return rc;
+}
+
+static int op_read_usr(void)
+{
+    char buf[64];
+    int fd = open("/usr/lib/python3.11/os.py", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int rc = read(fd, buf, sizeof(buf)) > 0 ? 0 : EIO;
+    close(fd);
+    return rc;
+}
+
+static int op_read_proc_self_status(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    int seccomp = -1;
+    if (!f)
+        return errno;
+    while (fgets(line, sizeof(line), f))
+        sscanf(line, "Seccomp: %d", &seccomp);
+    fclose(f);
+    return seccomp >= 0 ? 0 : EIO;
+}
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+static int op_kill_self(void)
+{
+    signal(SIGUSR1, on_signal);
+    if (kill(getpid(), SIGUSR1) < 0)
+        return errno;
+    return got_signal == SIGUSR1 ? 0 : EIO; /* delivered before kill returns */
+}
+
+static int op_getrandom(void)
+{
+    char buf[32];
+    return getrandom(buf, sizeof(buf), 0) == sizeof(buf) ? 0 : errno;
+}
+
+static int op_lower_rlimit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return errno;
+    rl.rlim_cur = rl.rlim_max = 64;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return errno;
+    rl.rlim_cur = rl.rlim_max = 32;
+    return prlimit(0, RLIMIT_NOFILE, &rl, NULL) < 0 ? errno : 0;
+}
+
+static int op_dev_null(void)
+{
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int rc = write(fd, "x", 1) == 1 ? 0 : errno;
+    close(fd);
+    return rc;
+}
+
+enum expect { DENY, DENY_KILLED, ALLOW };
+enum needs { NOTHING = 0, LANDLOCK = 1, ROOT = 2, ROOT_UNCONFINED = 4 };
+
+struct op {
+    const char *name;
+    int (*run)(void);
+    enum expect expect;
+    unsigned needs;        /* LANDLOCK: only Landlock denies it; ROOT: privdrop test;
+                            * ROOT_UNCONFINED: only root can do it unconfined */
+    void (*prepare)(void); /* runs before the confinement */
+};
+
+static const struct op ops[] = {
+    {"socket", op_socket, DENY, 0, NULL},
+    {"socket_unix", op_socket_unix, DENY, 0, NULL},
+    {"socket_netlink", op_socket_netlink, DENY, 0, NULL},
+    {"socketpair", op_socketpair, DENY, 0, NULL},
+    {"execve", op_execve, DENY, 0, NULL},
+    {"fork", op_fork, DENY, 0, NULL},
+    {"vfork", op_vfork, DENY, 0, NULL},
+    {"clone_process", op_clone_process, DENY, 0, NULL},
+    {"ptrace", op_ptrace, DENY, ROOT_UNCONFINED, NULL},
+    {"process_vm_readv", op_process_vm_readv, DENY, ROOT_UNCONFINED, NULL},
+    {"kill_parent", op_kill_parent, DENY, ROOT_UNCONFINED, NULL},
+    {"tgkill_parent", op_tgkill_parent, DENY, ROOT_UNCONFINED, NULL},
+    {"prlimit_parent", op_prlimit_parent, DENY, ROOT_UNCONFINED, NULL},
+    {"io_uring_setup", op_io_uring_setup, DENY, 0, NULL},
+    {"bpf", op_bpf, DENY, ROOT_UNCONFINED, NULL},
+    {"perf_event_open", op_perf_event_open, DENY, 0, NULL},
+    {"userfaultfd", op_userfaultfd, DENY, ROOT_UNCONFINED, NULL},
+    {"keyctl", op_keyctl, DENY, 0, NULL},
+    {"mount", op_mount, DENY, ROOT_UNCONFINED, NULL},
+    {"unshare", op_unshare, DENY, ROOT_UNCONFINED, NULL},
+    {"setns", op_setns, DENY, ROOT_UNCONFINED, prepare_setns},
+    {"chroot", op_chroot, DENY, ROOT_UNCONFINED, NULL},
+    {"personality", op_personality, DENY, 0, NULL},
+    {"shmget", op_shmget, DENY, 0, NULL},
+    {"memfd_create", op_memfd_create, DENY, 0, NULL},
+    {"x32", op_x32, DENY_KILLED, 0, NULL},
+    {"int80", op_int80, DENY_KILLED, 0, NULL},
+    {"write_outside_tmp", op_write_outside_tmp, DENY, LANDLOCK, NULL},
+    {"write_tmp_root", op_write_tmp_root, DENY, LANDLOCK, NULL},
+    {"read_etc_passwd", op_read_etc_passwd, DENY, LANDLOCK, NULL},
+    {"read_proc_parent_environ", op_read_proc_parent_environ, DENY, ROOT_UNCONFINED, NULL},
+    {"setuid_root", op_setuid_root, DENY, ROOT, NULL},
+    {"capabilities", op_capabilities, DENY, ROOT, NULL},
+    {"thread", op_thread, ALLOW, 0, NULL},
+    {"clone3_enosys_fallback", op_clone3_enosys_fallback, ALLOW, 0, NULL},
+    {"mmap", op_mmap, ALLOW, 0, NULL},
+    {"write_tmp", op_write_tmp, ALLOW, 0, NULL},
+    {"read_usr", op_read_usr, ALLOW, 0, NULL},
+    {"read_proc_self_status", op_read_proc_self_status, ALLOW, 0, NULL},
+    {"kill_self", op_kill_self, ALLOW, 0, NULL},
+    {"getrandom", op_getrandom, ALLOW, 0, NULL},
+    {"lower_rlimit", op_lower_rlimit, ALLOW, 0, NULL},
+    {"dev_null", op_dev_null, ALLOW, 0, NULL},
+};
+
+/* The service child's order: privileges, no_new_privs, Landlock, seccomp. */
+static int confine(uid_t uid, gid_t gid)
+{
+    int rc = privdrop_apply(uid, gid);
+    if (rc == 0)
+        rc = privdrop_no_new_privs();
+    if (rc == 0)
+        rc = landlock_apply(tmpdir);
+    if (rc >= 0)
+        rc = policy_apply();
+    return rc;
+}
+
+static int run_child(const struct op *op, int sandbox, uid_t uid, gid_t gid)
+{
+    if (chdir(tmpdir) < 0)
+        return 3;
+    if (op->prepare)
+        op->prepare();
+    if (sandbox) {
+        int rc = confine(uid, gid);
+        if (rc < 0) {
+            fprintf(stderr, "sandbox_probe: confinement failed: %s\n", strerror(-rc));
+            return 3;
+        }
+    }
+    int err = op->run();
+    printf("%s: %s%s%s\n", op->name, err ? "refused, " : "succeeded", err ? strerror(err) : "",
+           sandbox ? "" : " (no sandbox)");
+    fflush(stdout);
+    if (op->expect == ALLOW)
+        return err == 0 ? 0 : 1;
+    if (op->expect == DENY_KILLED)
+        return 1; /* still alive: not killed */
+    return err == EPERM || err == EACCES ? 0 : 1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path) < 0 ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    int sandbox = 1;
+    if (argc == 3 && strcmp(argv[1], "--no-sandbox") == 0) {
+        sandbox = 0;
+        argv++, argc--;
+    }
+    const struct op *op = NULL;
+    for (size_t i = 0; argc == 2 && i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (strcmp(ops[i].name, argv[1]) == 0)
+            op = &ops[i];
+    if (!op) {
+        fprintf(stderr, "usage: sandbox_probe [--no-sandbox] OP\n");
+        return 2;
+    }
+    if ((op->needs & ROOT) && geteuid() != 0)
+        return EXIT_SKIP;
+    if ((op->needs & ROOT_UNCONFINED) && !sandbox && geteuid() != 0)
+        return EXIT_SKIP;
+    if ((op->needs & LANDLOCK) && sandbox && landlock_abi() == 0)
+        return EXIT_SKIP;
+
+    uid_t uid;
+    gid_t gid;
+    if (privdrop_resolve(SANDBOX_USER, &uid, &gid) < 0 || !mkdtemp(tmpdir))
+        return 3;
+    if (!mkdtemp(outside) || chmod(outside, 0777) < 0 ||
+        (geteuid() == 0 && chown(tmpdir, uid, gid) < 0))
+        goto fail;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(run_child(op, sandbox, uid, gid));
+    int status, result = 1;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0)
+        goto fail;
+    if (WIFEXITED(status)) {
+        result = WEXITSTATUS(status);
+    } else if (WIFSIGNALED(status)) {
+        printf("%s: killed by signal %d (%s)\n", op->name, WTERMSIG(status),
+               strsignal(WTERMSIG(status)));
+        result = op->expect == DENY_KILLED && WTERMSIG(status) == SIGSYS ? 0 : 1;
+    }
+    nftw(tmpdir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    nftw(outside, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    return result;
+fail:
+    perror("sandbox_probe");
+    rmdir(tmpdir);
+    rmdir(outside);
+    return 3;
+}

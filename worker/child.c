@@ -1,0 +1,222 @@
+/* The per-request child, from fork to _exit.
+ *
+ * Set-up is a checklist, one function a step, in this order:
+ *   1. child_reset_signals   the worker's handlers and mask must not leak in; die with the worker
+ *   2. child_bind_fds        pipes to fds 0-3, every other inherited fd closed (listening
+ *                            socket, other children's pipes, the worker's channel)
+ *   3. child_clean_env       environment reduced to a short allowlist; RNGs re-seeded
+ *   4. child_enter_tmpdir    the private temp dir becomes cwd and TMPDIR
+ *   5. rlimits_apply         CPU, memory, file size, fds, no core (needs /proc: before Landlock)
+ *   6. privdrop_apply        unprivileged uid/gid, no groups, no capabilities, not dumpable
+ *   7. no_new_privs          nothing exec'd could gain privileges; Landlock and seccomp need it
+ *   8. landlock_apply        read-only system files, read-write only the temp dir
+ *   9. policy_apply          seccomp, last: every step above needs calls it forbids
+ * Then READY on fd 3, the request from fd 0, and the script. Until user code
+ * runs, any failure writes its reason as the READY payload and exits: the
+ * worker trusts only what arrives before READY. */
+#include "worker/child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "embed/embed.h"
+#include "seccomp/landlock.h"
+#include "seccomp/policy.h"
+#include "seccomp/privdrop.h"
+#include "worker/ipc.h"
+
+enum { FD_REQUEST = 0, FD_STDOUT = 1, FD_STDERR = 2, FD_RESULT = 3 };
+
+static _Noreturn void child_fail(const char *step, int err)
+{
+    char msg[160];
+    int n = snprintf(msg, sizeof(msg), "child set-up failed at %s: %s", step, strerror(-err));
+    struct iovec part = {.iov_base = msg, .iov_len = n};
+    ipc_write(FD_RESULT, IPC_READY, &part, 1);
+    _exit(127);
+}
+
+static int child_reset_signals(pid_t worker)
+{
+    sigset_t all;
+    sigemptyset(&all);
+    for (int sig = 1; sig < NSIG; sig++)
+        signal(sig, SIG_DFL); /* EINVAL for SIGKILL/SIGSTOP and RT gaps: fine */
+    /* A write past RLIMIT_FSIZE or to a closed pipe fails with an error
+     * Python can raise, instead of killing the child. */
+    signal(SIGXFSZ, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    if (sigprocmask(SIG_SETMASK, &all, NULL))
+        return -errno;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL))
+        return -errno;
+    return getppid() == worker ? 0 : -ESRCH;
+}
+
+/* Move the four pipe ends to fds 0-3 and close everything else. */
+static int child_bind_fds(int req, int out, int err, int res)
+{
+    /* Lift them above 3 first so no dup2 overwrites another. */
+    int fds[4] = {req, out, err, res};
+    for (int i = 0; i < 4; i++) {
+        fds[i] = fcntl(fds[i], F_DUPFD, 10);
+        if (fds[i] < 0)
+            return -errno;
+    }
+    for (int i = 0; i < 4; i++)
+        if (dup2(fds[i], i) < 0)
+            return -errno;
+    if (close_range(4, ~0U, 0))
+        return -errno;
+    return 0;
+}
+
+static int child_clean_env(const char *tmpdir)
+{
+    return embed_child_prepare(tmpdir) ? -EIO : 0;
+}
+
+static int child_enter_tmpdir(const char *tmpdir)
+{
+    return chdir(tmpdir) ? -errno : 0;
+}
+
+#define STEP(call, name)                                                                           \
+    do {                                                                                           \
+        int r_ = (call);                                                                           \
+        if (r_ < 0)                                                                                \
+            child_fail(name, r_);                                                                  \
+    } while (0)
+
+static _Noreturn void child_run_request(const struct child_params *p,
+                                        const struct rlimits_base *base)
+{
+    struct ipc_hdr hdr;
+    char *payload;
+    size_t max = sizeof(struct ipc_request) + IPC_MAX_PAYLOAD / 2;
+    if (ipc_read(FD_REQUEST, max, &hdr, &payload) || hdr.kind != IPC_REQUEST ||
+        hdr.len < sizeof(struct ipc_request))
+        _exit(0); /* the worker dropped its spare */
+
+    struct ipc_request rq;
+    memcpy(&rq, payload, sizeof(rq));
+    const char *script = payload + sizeof(rq);
+    const char *input = script + rq.script_len;
+    if ((uint64_t)rq.script_len + rq.input_len != hdr.len - sizeof(rq))
+        _exit(126);
+
+    uint64_t cpu_ms = p->limits.cpu_ms < rq.timeout_ms ? p->limits.cpu_ms : rq.timeout_ms;
+    if (rlimits_lower(base, cpu_ms, rq.memory_mb))
+        _exit(125);
+
+    /* The script gets its own copy; the frame itself is wiped before it runs. */
+    char *source = strndup(script, rq.script_len);
+    char *input_json = rq.input_len ? strndup(input, rq.input_len) : NULL;
+    ipc_free(payload, hdr.len);
+    if (!source || (rq.input_len && !input_json))
+        _exit(124);
+
+    size_t len;
+    char *outcome = embed_run(source, rq.script_len, input_json, rq.input_len, p->result_cap, &len);
+    embed_flush_stdio();
+    if (!outcome)
+        _exit(123);
+
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    struct ipc_result stats = {
+        .cpu_us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+                  ru.ru_utime.tv_usec + ru.ru_stime.tv_usec,
+        .max_rss_kb = ru.ru_maxrss,
+    };
+    struct iovec parts[2] = {{&stats, sizeof(stats)}, {outcome, len}};
+    ipc_write(FD_RESULT, IPC_RESULT, parts, 2);
+    _exit(0);
+}
+
+static _Noreturn void child_main(const struct child_params *p, pid_t worker, int fds[4],
+                                 const char *tmpdir)
+{
+    struct rlimits_base base;
+
+    STEP(child_reset_signals(worker), "signals");
+    STEP(child_bind_fds(fds[0], fds[1], fds[2], fds[3]), "fds");
+    STEP(child_clean_env(tmpdir), "environment");
+    STEP(child_enter_tmpdir(tmpdir), "tmpdir");
+    STEP(rlimits_apply(&p->limits, &base), "rlimits");
+    STEP(privdrop_apply(p->uid, p->gid), "privdrop");
+    STEP(privdrop_no_new_privs(), "no_new_privs");
+    STEP(landlock_apply(tmpdir), "landlock");
+    STEP(policy_apply(), "seccomp");
+
+    if (ipc_write(FD_RESULT, IPC_READY, NULL, 0))
+        _exit(0);
+    child_run_request(p, &base);
+}
+
+void child_close_fds(struct child *c)
+{
+    int *fds[] = {&c->req_fd, &c->out_fd, &c->err_fd, &c->res_fd};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+        if (*fds[i] >= 0)
+            close(*fds[i]);
+        *fds[i] = -1;
+    }
+}
+
+int child_spawn(const struct child_params *p, struct child *c)
+{
+    /* pipes[i][0] read end, [1] write end; the child gets req's read end and
+     * the write ends of out, err and res. */
+    int pipes[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+    int r = tmpdir_create(c->tmpdir, p->scratch, p->uid, p->gid);
+    if (r)
+        return r;
+    for (int i = 0; i < 4; i++) {
+        if (pipe2(pipes[i], O_CLOEXEC)) {
+            r = -errno;
+            goto fail;
+        }
+    }
+
+    pid_t worker = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        r = -errno;
+        goto fail;
+    }
+    if (pid == 0) {
+        int fds[4] = {pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1]};
+        child_main(p, worker, fds, c->tmpdir);
+    }
+
+    close(pipes[0][0]);
+    close(pipes[1][1]);
+    close(pipes[2][1]);
+    close(pipes[3][1]);
+    c->pid = pid;
+    c->req_fd = pipes[0][1];
+    c->out_fd = pipes[1][0];
+    c->err_fd = pipes[2][0];
+    c->res_fd = pipes[3][0];
+    for (int i = 1; i < 4; i++)
+        fcntl(pipes[i][0], F_SETFL, O_NONBLOCK);
+    return 0;
+
+fail:
+    for (int i = 0; i < 4; i++) {
+        if (pipes[i][0] >= 0)
+            close(pipes[i][0]);
+        if (pipes[i][1] >= 0)
+            close(pipes[i][1]);
+    }
+    tmpdir_remove(c->tmpdir);
+    return r;
+}

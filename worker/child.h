@@ -1,0 +1,40 @@
+/* The per-request child: forked by a worker ahead of its request (a "spare"),
+ * it sets itself up and confines itself, says READY, then runs exactly one
+ * request. child_spawn runs in the worker; everything after the fork in child.c
+ * runs in the child. */
+#ifndef PYEXEC_CHILD_H
+#define PYEXEC_CHILD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "seccomp/rlimits.h"
+#include "worker/tmpdir.h"
+
+struct child_params {
+    struct rlimits_spec limits; /* the server's caps; a request may only lower them */
+    uid_t uid;                  /* run as this uid/gid when the worker is root; -1: stay */
+    gid_t gid;
+    size_t result_cap;   /* bytes of result JSON */
+    const char *scratch; /* the worker's dir in which each child gets its temp dir */
+};
+
+/* The worker's handle on one child. */
+struct child {
+    pid_t pid;
+    int req_fd; /* write end of the child's fd 0: the request frame */
+    int out_fd; /* read ends of the child's fds 1 and 2 (non-blocking) */
+    int err_fd;
+    int res_fd; /* read end of the child's fd 3: READY, then RESULT (non-blocking) */
+    char tmpdir[TMPDIR_PATH_MAX];
+};
+
+/* Fork a child that prepares itself and waits for its request. Returns 0 or
+ * -errno; on failure nothing is left behind. */
+int child_spawn(const struct child_params *p, struct child *c);
+
+/* Close the worker's ends (idempotent). */
+void child_close_fds(struct child *c);
+
+#endif

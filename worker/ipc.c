@@ -1,0 +1,170 @@
+/* The frame format of ipc.h: parse, write, read. */
+#include "worker/ipc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+long ipc_frame_parse(const char *buf, size_t len, size_t max, struct ipc_hdr *hdr,
+                     const char **payload)
+{
+    if (len < sizeof(*hdr))
+        return 0;
+    memcpy(hdr, buf, sizeof(*hdr));
+    if (hdr->len > max || hdr->len > IPC_MAX_PAYLOAD)
+        return -EMSGSIZE;
+    if (len - sizeof(*hdr) < hdr->len)
+        return 0;
+    *payload = buf + sizeof(*hdr);
+    return (long)(sizeof(*hdr) + hdr->len);
+}
+
+int ipc_write(int fd, uint32_t kind, const struct iovec *parts, int nparts)
+{
+    struct iovec iov[8];
+    struct ipc_hdr hdr = {.kind = kind, .len = 0};
+
+    if (nparts + 1 > (int)(sizeof(iov) / sizeof(iov[0])))
+        return -E2BIG;
+    iov[0] = (struct iovec){.iov_base = &hdr, .iov_len = sizeof(hdr)};
+    for (int i = 0; i < nparts; i++) {
+        if (parts[i].iov_len > IPC_MAX_PAYLOAD - hdr.len)
+            return -EMSGSIZE;
+        hdr.len += parts[i].iov_len;
+        iov[i + 1] = parts[i];
+    }
+
+    struct iovec *v = iov;
+    int n = nparts + 1;
+    while (n > 0) {
+        ssize_t w = writev(fd, v, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        while (n > 0 && (size_t)w >= v->iov_len) {
+            w -= v->iov_len;
+            v++;
+            n--;
+        }
+        if (n > 0) {
+            v->iov_base = (char *)v->iov_base + w;
+            v->iov_len -= w;
+        }
+    }
+    return 0;
+}
+
+/* Read exactly len bytes. Returns len, fewer on EOF, or -errno. */
+static ssize_t read_full(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, (char *)buf + got, len - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            break;
+        got += r;
+    }
+    return got;
+}
+
+int ipc_read(int fd, size_t max, struct ipc_hdr *hdr, char **payload)
+{
+    *payload = NULL;
+    ssize_t r = read_full(fd, hdr, sizeof(*hdr));
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return -EPIPE;
+    if (r < (ssize_t)sizeof(*hdr))
+        return -EPROTO;
+    if (hdr->len > max || hdr->len > IPC_MAX_PAYLOAD)
+        return -EMSGSIZE;
+    if (hdr->len == 0)
+        return 0;
+
+    char *p = malloc(hdr->len + 1);
+    if (!p)
+        return -ENOMEM;
+    r = read_full(fd, p, hdr->len);
+    if (r != (ssize_t)hdr->len) {
+        ipc_free(p, hdr->len);
+        return r < 0 ? r : -EPROTO;
+    }
+    p[hdr->len] = '\0';
+    *payload = p;
+    return 0;
+}
+
+void ipc_free(char *payload, size_t len)
+{
+    if (!payload)
+        return;
+    explicit_bzero(payload, len);
+    free(payload);
+}
+
+struct spawn_msg {
+    struct ipc_hdr hdr;
+    uint32_t slot;
+};
+
+int ipc_send_spawn(int sock, uint32_t slot, int fd)
+{
+    struct spawn_msg m = {{IPC_SPAWN, sizeof(uint32_t)}, slot};
+    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl = {0};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = ctl.buf,
+                         .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    while (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return 0;
+}
+
+int ipc_recv_spawn(int sock, uint32_t *slot, int *fd)
+{
+    struct spawn_msg m;
+    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = ctl.buf,
+                         .msg_controllen = sizeof(ctl.buf)};
+    ssize_t n;
+    while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0)
+        if (errno != EINTR)
+            return -errno;
+    if (n == 0)
+        return -EPIPE;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+        return -EPROTO;
+    memcpy(fd, CMSG_DATA(c), sizeof(int));
+    if (n != sizeof(m) || m.hdr.kind != IPC_SPAWN || m.hdr.len != sizeof(uint32_t)) {
+        close(*fd);
+        return -EPROTO;
+    }
+    *slot = m.slot;
+    return 0;
+}

@@ -1,0 +1,88 @@
+/* The one frame format spoken between acceptor, template, workers and children,
+ * and the blocking helpers to read and write it. Used in every process; the
+ * acceptor parses with ipc_frame_parse from its libuv read buffer.
+ *
+ * A frame is a header, then len payload bytes:
+ *
+ *     uint32 kind | uint32 len | payload[len]          (host byte order)
+ *
+ * kind         direction                 payload
+ * IPC_SPAWN    acceptor -> template      uint32 slot; the worker's socket rides along as
+ *                                        SCM_RIGHTS (SOCK_SEQPACKET, one frame a message)
+ * IPC_READY    worker -> acceptor        JSON {"pid", "versions", "sandbox"}
+ *              child -> worker           empty: set-up done, confined, waiting for its request;
+ *                                        non-empty: why its set-up failed (it then exits)
+ * IPC_REQUEST  acceptor -> worker ->     struct ipc_request, script bytes, input JSON bytes
+ *              child                     (input_len 0: no input; JSON text is never empty)
+ * IPC_CANCEL   acceptor -> worker        empty: the client left, kill the child
+ * IPC_REPLY    worker -> acceptor        struct ipc_reply, type bytes, HTTP body (JSON)
+ * IPC_RESULT   child -> worker           struct ipc_result, outcome JSON (embed_run's)
+ *
+ * Every IPC_REQUEST a worker reads is answered by exactly one IPC_REPLY. */
+#ifndef PYEXEC_IPC_H
+#define PYEXEC_IPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+enum ipc_kind {
+    IPC_SPAWN = 1,
+    IPC_READY,
+    IPC_REQUEST,
+    IPC_CANCEL,
+    IPC_REPLY,
+    IPC_RESULT,
+};
+
+struct ipc_hdr {
+    uint32_t kind;
+    uint32_t len;
+};
+
+struct ipc_request {
+    uint32_t timeout_ms;
+    uint32_t memory_mb;
+    uint32_t script_len;
+    uint32_t input_len;
+};
+
+struct ipc_reply {
+    uint32_t status; /* HTTP status */
+    uint32_t type_len;
+};
+
+struct ipc_result {
+    uint64_t cpu_us;     /* the child's own user + system time */
+    uint64_t max_rss_kb; /* its peak resident set */
+};
+
+/* No frame may claim more than this; a larger len is a protocol error. */
+#define IPC_MAX_PAYLOAD (256u << 20)
+
+/* Look for one whole frame at the start of buf. Returns the bytes it spans
+ * (header + payload) and fills *hdr and *payload; 0 when more bytes are
+ * needed; -EMSGSIZE when the header claims more than max payload bytes. */
+long ipc_frame_parse(const char *buf, size_t len, size_t max, struct ipc_hdr *hdr,
+                     const char **payload);
+
+/* Write one frame whose payload is the concatenation of parts. Blocking;
+ * retries on EINTR and short writes. Returns 0 or -errno. */
+int ipc_write(int fd, uint32_t kind, const struct iovec *parts, int nparts);
+
+/* Read one frame (blocking). *payload is malloc'd (NUL-terminated for
+ * convenience; free with ipc_free) or NULL when len is 0. Returns 0, -EPIPE
+ * on a clean EOF before a header, -EMSGSIZE over max, -EPROTO on a frame cut
+ * short, or -errno. */
+int ipc_read(int fd, size_t max, struct ipc_hdr *hdr, char **payload);
+
+/* IPC_SPAWN over the template's SOCK_SEQPACKET socket: one message holding
+ * the frame and, as SCM_RIGHTS, the worker's end of its channel. Returns 0 or
+ * -errno; ipc_recv_spawn returns -EPIPE when the acceptor is gone. */
+int ipc_send_spawn(int sock, uint32_t slot, int fd);
+int ipc_recv_spawn(int sock, uint32_t *slot, int *fd);
+
+/* Wipe and free a payload: request data must not outlive its use. */
+void ipc_free(char *payload, size_t len);
+
+#endif

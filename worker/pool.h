@@ -1,0 +1,65 @@
+/* The acceptor's view of the process tree: it starts the template, asks it for
+ * workers, keeps a channel to each, queues jobs (bounded FIFO with a wait
+ * deadline) and hands each to an idle worker. Runs in the acceptor, on its
+ * libuv loop; called by server/main.c. */
+#ifndef PYEXEC_POOL_H
+#define PYEXEC_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "server/config.h"
+
+struct pool;
+struct pool_slot;
+
+struct pool_job {
+    /* Set by the caller before pool_submit. */
+    char *frame; /* IPC_REQUEST payload; the pool takes it (and frees it) */
+    size_t frame_len;
+    /* Called exactly once unless pool_cancel came first: the worker's answer,
+     * or the pool's own (503 overloaded, 500 internal). */
+    void (*done)(struct pool_job *job, int status, const char *type, const char *body, size_t len);
+    /* The pool's. */
+    struct pool_job *prev, *next;
+    struct pool_slot *slot;
+    uint64_t queued_ns;
+    int attempts;
+};
+
+struct pool_stats {
+    unsigned workers, ready, busy, queued;
+    uint64_t respawns;
+    bool template_up;
+};
+
+/* Start the template (exe re-executed with --template-fd) and the workers. */
+int pool_start(uv_loop_t *loop, const struct config *cfg, const char *exe, struct pool **out);
+
+/* 0: the job runs now or waits; -EAGAIN: the queue is full; -ESHUTDOWN. */
+int pool_submit(struct pool *p, struct pool_job *job);
+
+/* The client left: forget the job (its child is killed); done is not called. */
+void pool_cancel(struct pool *p, struct pool_job *job);
+
+/* Every worker started and warm. */
+bool pool_ready(const struct pool *p);
+void pool_get_stats(const struct pool *p, struct pool_stats *st);
+
+/* {"python": ..., "numpy": ..., "pandas": ...} once a worker has reported, else NULL. */
+const char *pool_versions(const struct pool *p);
+
+/* The confinement layers a worker reported (seccomp/status.h's JSON), or NULL. */
+const char *pool_sandbox(const struct pool *p);
+
+/* Called if the template dies before any worker was ever ready: the service
+ * cannot start (Python, numpy or pandas missing, sandbox refused...). */
+void pool_on_fatal(struct pool *p, void (*cb)(void *data), void *data);
+
+/* Stop taking jobs; let running and queued ones finish within timeout_ms,
+ * answer the rest 503; then stop workers and template and call cb. */
+void pool_stop(struct pool *p, uint64_t timeout_ms, void (*cb)(void *data), void *data);
+
+#endif

@@ -1,0 +1,252 @@
+/* Building the answer. The child is untrusted: its result record is parsed
+ * and checked here (jansson), never passed through as raw bytes, and only the
+ * script-outcome types SPEC lists are accepted from it. */
+#include "worker/reply.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+/* The error types a child may report; anything else is forged. */
+static const char *const script_types[] = {
+    "syntax_error", "missing_main", "exception", "result_not_serializable",
+    "memory_limit", "output_limit", "exited",
+};
+
+/* Length of the well-formed UTF-8 sequence at s (1-4), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t len)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    if (!n || n > len || s[0] > 0xF4)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    /* Overlong forms, UTF-16 surrogates and code points past U+10FFFF. */
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+        return 0;
+    return n;
+}
+
+char *utf8_sanitize(const char *s, size_t len, size_t *out_len)
+{
+    char *out = malloc(len * 3 + 1);
+    size_t o = 0;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq((const unsigned char *)s + i, len - i);
+        if (n) {
+            memcpy(out + o, s + i, n);
+            o += n;
+            i += n;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+static json_t *capture_string(const struct capture *c)
+{
+    size_t n;
+    char *clean = utf8_sanitize(c->data ? c->data : "", c->len, &n);
+    if (!clean)
+        return NULL;
+    json_t *j = json_stringn(clean, n);
+    explicit_bzero(clean, n);
+    free(clean);
+    return j;
+}
+
+static void set_error(struct reply *out, int status, const char *type)
+{
+    out->status = status;
+    snprintf(out->type, sizeof(out->type), "%s", type);
+}
+
+/* Decide status/type/message when no valid result record arrived. */
+static void classify_death(const struct run *run, const struct reply_limits *lim, struct reply *out,
+                           char *msg, size_t msglen, json_t *body)
+{
+    switch (run->end) {
+    case RUN_TIMEOUT:
+        set_error(out, 400, "timeout");
+        snprintf(msg, msglen, "The script ran past its wall-clock limit of %u ms and was stopped.",
+                 lim->timeout_ms);
+        return;
+    case RUN_OVERSIZE:
+        set_error(out, 400, "output_limit");
+        snprintf(msg, msglen, "The result is over the cap of %zu bytes.", lim->result_cap);
+        return;
+    case RUN_CANCELLED:
+        set_error(out, 400, "cancelled");
+        snprintf(msg, msglen, "The client went away; the script was stopped.");
+        return;
+    case RUN_SETUP_FAILED:
+        set_error(out, 500, "internal");
+        snprintf(msg, msglen, "The service could not prepare a sandbox (%s).", run->setup_error);
+        return;
+    default:
+        break;
+    }
+    int st = run->wait_status;
+    if (WIFEXITED(st)) {
+        set_error(out, 400, "exited");
+        snprintf(msg, msglen, "The script exited with status %d before main() returned.",
+                 WEXITSTATUS(st));
+        return;
+    }
+    int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    if (sig == SIGXCPU || (sig == SIGKILL && run->cpu_us >= lim->cpu_ms * 1000)) {
+        set_error(out, 400, "timeout");
+        snprintf(msg, msglen, "The script used its CPU-time limit of %llu ms and was stopped.",
+                 (unsigned long long)lim->cpu_ms);
+        return;
+    }
+    char name[32];
+    snprintf(name, sizeof(name), "SIG%s", sigabbrev_np(sig) ? sigabbrev_np(sig) : "UNKNOWN");
+    set_error(out, 400, "killed");
+    snprintf(msg, msglen, "The script was killed by signal %s.", name);
+    json_object_set_new(body, "signal", json_string(name));
+}
+
+/* The child's record for a success is exactly {"type":"ok","result":VALUE}:
+ * VALUE is checked to be one strict JSON value and then spliced into the body
+ * as is, so big results are not re-encoded and big integers keep every digit. */
+static const char ok_prefix[] = "{\"type\":\"ok\",\"result\":";
+#define JSON_CHECK_FLAGS (JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL)
+
+static int use_ok_record(const char *rec, size_t len, struct reply *out, const char **raw,
+                         size_t *raw_len)
+{
+    size_t plen = sizeof(ok_prefix) - 1;
+    if (len < plen + 2 || memcmp(rec, ok_prefix, plen) || rec[len - 1] != '}')
+        return -1;
+    json_t *v = json_loadb(rec + plen, len - plen - 1, JSON_CHECK_FLAGS, NULL);
+    if (!v)
+        return -1;
+    json_decref(v);
+    set_error(out, 200, "ok");
+    *raw = rec + plen;
+    *raw_len = len - plen - 1;
+    return 0;
+}
+
+static int use_error_record(const char *rec, size_t len, struct reply *out, json_t *body)
+{
+    json_t *obj = json_loadb(rec, len, JSON_CHECK_FLAGS | JSON_REJECT_DUPLICATES, NULL);
+    const char *type = json_string_value(json_object_get(obj, "type"));
+    json_t *error = json_object_get(obj, "error");
+    json_t *tb = json_object_get(obj, "traceback");
+    int r = -1;
+    for (size_t i = 0;
+         type && json_is_string(error) && i < sizeof(script_types) / sizeof(*script_types); i++) {
+        if (strcmp(type, script_types[i]))
+            continue;
+        set_error(out, 400, type);
+        json_object_set(body, "error", error);
+        json_object_set_new(body, "type", json_string(type));
+        if (json_is_string(tb))
+            json_object_set(body, "traceback", tb);
+        r = 0;
+        break;
+    }
+    json_decref(obj);
+    return r;
+}
+
+/* Use the child's record if it is well-formed; 0 if it was. */
+static int use_record(const struct run *run, struct reply *out, json_t *body, json_t *stats,
+                      const char **raw, size_t *raw_len)
+{
+    struct ipc_result rs;
+    if (!run->result || run->result_len < sizeof(rs))
+        return -1;
+    memcpy(&rs, run->result, sizeof(rs));
+    const char *rec = run->result + sizeof(rs);
+    size_t len = run->result_len - sizeof(rs);
+    if (use_ok_record(rec, len, out, raw, raw_len) && use_error_record(rec, len, out, body))
+        return -1;
+    json_object_set_new(stats, "cpu_ms", json_real(rs.cpu_us / 1000.0));
+    json_object_set_new(stats, "max_rss_kb", json_integer(rs.max_rss_kb));
+    return 0;
+}
+
+/* {"result":RAW, ...rest of the dumped object} */
+static char *splice_result(const char *raw, size_t raw_len, const char *dumped, size_t *len)
+{
+    static const char head[] = "{\"result\":";
+    size_t dlen = strlen(dumped);
+    *len = sizeof(head) - 1 + raw_len + 1 + (dlen - 1);
+    char *b = malloc(*len + 1);
+    if (!b)
+        return NULL;
+    char *p = mempcpy(b, head, sizeof(head) - 1);
+    p = mempcpy(p, raw, raw_len);
+    *p++ = ',';
+    memcpy(p, dumped + 1, dlen); /* skips '{', copies the NUL */
+    return b;
+}
+
+int reply_build(const struct run *run, const struct reply_limits *lim, struct reply *out)
+{
+    json_t *body = json_object();
+    json_t *stats = json_object();
+    memset(out, 0, sizeof(*out));
+
+    const char *raw = NULL;
+    size_t raw_len = 0;
+    json_object_set_new(stats, "wall_ms", json_real((long)(run->wall_ms * 1000) / 1000.0));
+    if (run->end != RUN_RESULT || use_record(run, out, body, stats, &raw, &raw_len)) {
+        char msg[256];
+        if (run->end == RUN_RESULT) {
+            set_error(out, 400, "exception");
+            snprintf(msg, sizeof(msg),
+                     "The script wrote to the service's result channel; "
+                     "its result cannot be trusted.");
+        } else {
+            classify_death(run, lim, out, msg, sizeof(msg), body);
+        }
+        json_object_set_new(body, "error", json_string(msg));
+        json_object_set_new(body, "type", json_string(out->type));
+        json_object_set_new(stats, "cpu_ms", json_real(run->cpu_us / 1000.0));
+        json_object_set_new(stats, "max_rss_kb", json_integer(run->max_rss_kb));
+    }
+
+    json_object_set_new(body, "stdout", capture_string(&run->out));
+    json_object_set_new(body, "stderr", capture_string(&run->err));
+    json_object_set_new(body, "stats", stats);
+    if (run->out.truncated || run->err.truncated) {
+        json_t *t = json_array();
+        if (run->out.truncated)
+            json_array_append_new(t, json_string("stdout"));
+        if (run->err.truncated)
+            json_array_append_new(t, json_string("stderr"));
+        json_object_set_new(body, "truncated", t);
+    }
+
+    char *dumped = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(body);
+    if (!dumped)
+        return -ENOMEM;
+    if (raw) {
+        out->body = splice_result(raw, raw_len, dumped, &out->len);
+        free(dumped);
+    } else {
+        out->body = dumped;
+        out->len = strlen(dumped);
+    }
+    return out->body ? 0 : -ENOMEM;
+}

@@ -1,0 +1,31 @@
+/* Turns what supervise_run collected into the HTTP answer: status, error
+ * type and the strict-JSON body SPEC describes. Runs in the worker. */
+#ifndef PYEXEC_REPLY_H
+#define PYEXEC_REPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker/supervise.h"
+
+struct reply_limits {
+    uint32_t timeout_ms; /* this request's wall-clock limit */
+    uint64_t cpu_ms;     /* its CPU limit */
+    size_t result_cap;   /* bytes */
+};
+
+struct reply {
+    int status;
+    char type[32]; /* "ok" for 200 */
+    char *body;    /* malloc'd JSON */
+    size_t len;
+};
+
+/* Returns 0 or -ENOMEM. */
+int reply_build(const struct run *run, const struct reply_limits *lim, struct reply *out);
+
+/* Copy of s with every byte that is not part of well-formed UTF-8 replaced
+ * by U+FFFD; NUL-terminated, length in *out_len. NULL on ENOMEM. */
+char *utf8_sanitize(const char *s, size_t len, size_t *out_len);
+
+#endif

@@ -1,0 +1,263 @@
+/* The worker's side of one request: a single poll loop over the child's
+ * stdout, stderr and result pipes, the acceptor's channel (cancel) and the
+ * SIGCHLD self-pipe, bounded by the wall-clock deadline. */
+#include "worker/supervise.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A child that has not said READY within this long is broken. */
+#define READY_TIMEOUT_MS 10000
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int buf_append(struct capture *b, const char *data, size_t len)
+{
+    size_t room = b->cap - b->len;
+    if (len > room) {
+        b->truncated = true;
+        len = room;
+    }
+    if (!len)
+        return 0;
+    if (!b->data) {
+        /* Most scripts print little: grow on demand up to the cap. */
+        size_t want = b->len + len > 4096 ? b->cap : 4096;
+        b->data = malloc(want + 1);
+        if (!b->data)
+            return -ENOMEM;
+        b->alloc = want;
+    } else if (b->len + len > b->alloc) {
+        char *bigger = malloc(b->cap + 1);
+        if (!bigger)
+            return -ENOMEM;
+        memcpy(bigger, b->data, b->len);
+        explicit_bzero(b->data, b->len);
+        free(b->data);
+        b->data = bigger;
+        b->alloc = b->cap;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+/* Read what fd has now into b. Returns 1 at EOF (or error), else 0. */
+static int drain(int fd, struct capture *b)
+{
+    char chunk[65536];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n > 0) {
+            buf_append(b, chunk, n);
+            continue;
+        }
+        explicit_bzero(chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n < 0 && errno == EAGAIN ? 0 : 1;
+    }
+}
+
+static void kill_and_reap(struct child *c, struct run *run)
+{
+    kill(c->pid, SIGKILL);
+    struct rusage ru;
+    while (wait4(c->pid, &run->wait_status, 0, &ru) < 0 && errno == EINTR)
+        ;
+    run->reaped = true;
+    run->cpu_us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+                  ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+    run->max_rss_kb = ru.ru_maxrss;
+}
+
+static bool try_reap(struct child *c, struct run *run)
+{
+    struct rusage ru;
+    pid_t r = wait4(c->pid, &run->wait_status, WNOHANG, &ru);
+    if (r != c->pid)
+        return false;
+    run->reaped = true;
+    run->cpu_us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+                  ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+    run->max_rss_kb = ru.ru_maxrss;
+    return true;
+}
+
+/* Wait for the child's READY frame on its result pipe. Returns 0, or -1 with
+ * run->setup_error filled. */
+static int wait_ready(struct child *c, struct run *run)
+{
+    struct capture frame = {.cap = 512};
+    double deadline = now_ms() + READY_TIMEOUT_MS;
+    int r = -1;
+    for (;;) {
+        struct ipc_hdr hdr;
+        const char *payload;
+        long used = ipc_frame_parse(frame.data, frame.len, 256, &hdr, &payload);
+        if (used > 0 && hdr.kind == IPC_READY) {
+            if (hdr.len == 0)
+                r = 0;
+            else
+                snprintf(run->setup_error, sizeof(run->setup_error), "%.*s", (int)hdr.len, payload);
+            break;
+        }
+        if (used != 0) {
+            snprintf(run->setup_error, sizeof(run->setup_error), "bad frame before READY");
+            break;
+        }
+        int left = (int)(deadline - now_ms());
+        struct pollfd pfd = {.fd = c->res_fd, .events = POLLIN};
+        if (left <= 0 || poll(&pfd, 1, left) == 0) {
+            snprintf(run->setup_error, sizeof(run->setup_error), "child not ready in time");
+            break;
+        }
+        if (drain(c->res_fd, &frame) && frame.len < sizeof(struct ipc_hdr)) {
+            snprintf(run->setup_error, sizeof(run->setup_error), "child exited during set-up");
+            break;
+        }
+    }
+    free(frame.data);
+    return r;
+}
+
+/* Is a whole frame in b? If it is not an IPC_RESULT (the script wrote to the
+ * channel itself), run->result stays NULL. */
+static bool result_complete(struct capture *b, struct run *run)
+{
+    struct ipc_hdr hdr;
+    const char *payload;
+    long used = ipc_frame_parse(b->data, b->len, b->cap, &hdr, &payload);
+    if (used == 0)
+        return false;
+    if (used < 0 || hdr.kind != IPC_RESULT)
+        return true;
+    run->result = malloc(hdr.len + 1);
+    if (run->result) {
+        memcpy(run->result, payload, hdr.len);
+        run->result[hdr.len] = '\0';
+        run->result_len = hdr.len;
+    }
+    return true;
+}
+
+static void collect(struct child *c, const struct supervise_params *sp, struct run *run,
+                    double deadline)
+{
+    struct capture res = {.cap = sp->result_cap + sizeof(struct ipc_hdr)};
+    enum { P_OUT, P_ERR, P_RES, P_CANCEL, P_CHLD, P_N };
+    struct pollfd pfd[P_N] = {
+        [P_OUT] = {.fd = c->out_fd, .events = POLLIN},
+        [P_ERR] = {.fd = c->err_fd, .events = POLLIN},
+        [P_RES] = {.fd = c->res_fd, .events = POLLIN},
+        [P_CANCEL] = {.fd = sp->cancel_fd, .events = POLLIN},
+        [P_CHLD] = {.fd = sp->sigchld_fd, .events = POLLIN},
+    };
+
+    for (;;) {
+        int left = (int)(deadline - now_ms());
+        if (left <= 0) {
+            run->end = RUN_TIMEOUT;
+            break;
+        }
+        if (poll(pfd, P_N, left) < 0 && errno != EINTR) {
+            run->end = RUN_DIED;
+            break;
+        }
+        if (pfd[P_OUT].revents && drain(c->out_fd, &run->out))
+            pfd[P_OUT].fd = -1;
+        if (pfd[P_ERR].revents && drain(c->err_fd, &run->err))
+            pfd[P_ERR].fd = -1;
+        if (pfd[P_RES].revents) {
+            if (drain(c->res_fd, &res))
+                pfd[P_RES].fd = -1;
+            if (res.truncated) {
+                run->end = RUN_OVERSIZE;
+                break;
+            }
+            if (result_complete(&res, run)) {
+                run->end = RUN_RESULT;
+                break;
+            }
+        }
+        if (pfd[P_CANCEL].revents) {
+            run->end = RUN_CANCELLED;
+            break;
+        }
+        if (pfd[P_CHLD].revents) {
+            char sink[64];
+            while (read(sp->sigchld_fd, sink, sizeof(sink)) > 0)
+                ;
+            if (try_reap(c, run)) {
+                run->end = result_complete(&res, run) ? RUN_RESULT : RUN_DIED;
+                break;
+            }
+        }
+    }
+    if (res.data)
+        explicit_bzero(res.data, res.len);
+    free(res.data);
+
+    if (run->end != RUN_RESULT && !run->reaped)
+        kill_and_reap(c, run);
+    /* Everything written before the result (or the death) is in the pipes now. */
+    if (pfd[P_OUT].fd >= 0)
+        drain(c->out_fd, &run->out);
+    if (pfd[P_ERR].fd >= 0)
+        drain(c->err_fd, &run->err);
+}
+
+void supervise_run(struct child *c, const char *request, size_t request_len,
+                   const struct supervise_params *sp, struct run *run)
+{
+    memset(run, 0, sizeof(*run));
+    run->out.cap = sp->output_cap;
+    run->err.cap = sp->output_cap;
+
+    if (wait_ready(c, run)) {
+        run->end = RUN_SETUP_FAILED;
+        kill_and_reap(c, run);
+        return;
+    }
+    double start = now_ms();
+    struct iovec part = {.iov_base = (void *)request, .iov_len = request_len};
+    /* The child is blocked reading fd 0, so this write completes; if the
+     * child is gone it fails with EPIPE and the loop below sees the death. */
+    ipc_write(c->req_fd, IPC_REQUEST, &part, 1);
+    close(c->req_fd);
+    c->req_fd = -1;
+    if (sp->after_handoff)
+        sp->after_handoff(sp->after_handoff_data);
+
+    collect(c, sp, run, start + sp->timeout_ms);
+    run->wall_ms = now_ms() - start;
+}
+
+void run_free(struct run *run)
+{
+    struct capture *bufs[] = {&run->out, &run->err};
+    for (int i = 0; i < 2; i++) {
+        if (bufs[i]->data)
+            explicit_bzero(bufs[i]->data, bufs[i]->len);
+        free(bufs[i]->data);
+        bufs[i]->data = NULL;
+    }
+    if (run->result)
+        explicit_bzero(run->result, run->result_len);
+    free(run->result);
+    run->result = NULL;
+}

@@ -1,0 +1,63 @@
+/* One request's life in a child, seen from the worker: wait for the child's
+ * READY, hand it the request, collect stdout, stderr and the result under the
+ * wall-clock deadline, notice cancellation and death. Runs in the worker. */
+#ifndef PYEXEC_SUPERVISE_H
+#define PYEXEC_SUPERVISE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker/child.h"
+#include "worker/ipc.h"
+
+struct capture {
+    char *data;
+    size_t len, alloc;
+    size_t cap; /* the most kept; the rest is read and dropped */
+    bool truncated;
+};
+
+enum run_end {
+    RUN_RESULT,      /* the child wrote its result frame */
+    RUN_DIED,        /* the child exited or was killed without a result */
+    RUN_TIMEOUT,     /* wall-clock deadline: killed */
+    RUN_CANCELLED,   /* the acceptor cancelled (client gone): killed */
+    RUN_OVERSIZE,    /* the result frame passed its cap: killed */
+    RUN_SETUP_FAILED /* the child never became READY */
+};
+
+struct run {
+    enum run_end end;
+    struct capture out, err;
+    char *result; /* RUN_RESULT: the IPC_RESULT payload; NULL if the frame was not one */
+    size_t result_len;
+    int wait_status; /* RUN_DIED, RUN_TIMEOUT, ...: from wait4 when reaped */
+    bool reaped;
+    uint64_t cpu_us, max_rss_kb; /* from wait4 when reaped */
+    double wall_ms;
+    char setup_error[160];
+};
+
+struct supervise_params {
+    uint32_t timeout_ms;
+    size_t output_cap; /* each of stdout and stderr */
+    size_t result_cap; /* the result frame's payload */
+    int cancel_fd;     /* readable: a frame from the acceptor (IPC_CANCEL) or EOF */
+    int sigchld_fd;    /* readable: some child changed state */
+    /* Called once the request is in the child: the worker forks its next
+     * spare here, while this child runs. */
+    void (*after_handoff)(void *data);
+    void *after_handoff_data;
+};
+
+/* Run the request frame payload (struct ipc_request + data) in child c.
+ * Fills *run; free its buffers with run_free. The child is killed in every
+ * outcome but RUN_RESULT (where it is about to exit by itself). */
+void supervise_run(struct child *c, const char *request, size_t request_len,
+                   const struct supervise_params *sp, struct run *run);
+
+/* Wipe and free what run holds. */
+void run_free(struct run *run);
+
+#endif

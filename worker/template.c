@@ -1,0 +1,80 @@
+/* The template process. See pool.c for how it fits with the others. */
+#include "worker/template.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "embed/embed.h"
+#include "worker/ipc.h"
+#include "worker/tmpdir.h"
+#include "worker/worker.h"
+
+/* Reap workers and remove their scratch dirs (a worker in its own mount
+ * namespace cannot remove the host's copy of it itself). */
+static void reap_workers(bool block)
+{
+    pid_t pid;
+    while ((pid = waitpid(-1, NULL, block ? 0 : WNOHANG)) > 0 || (pid < 0 && errno == EINTR)) {
+        if (pid < 0)
+            continue;
+        char scratch[64];
+        snprintf(scratch, sizeof(scratch), "/tmp/pyexec-%d", pid);
+        tmpdir_remove(scratch);
+    }
+}
+
+static _Noreturn void template_exit(int code)
+{
+    /* Workers exit once the acceptor closes their channels; wait for them so
+     * the acceptor, which waits for us, leaves no process behind. */
+    reap_workers(true);
+    _exit(code);
+}
+
+_Noreturn void template_main(int ctl, const struct config *cfg)
+{
+    pid_t acceptor = getppid();
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != acceptor)
+        _exit(1);
+    signal(SIGPIPE, SIG_IGN);
+    /* SIGTERM goes to the acceptor, which drains first; the process group
+     * (a terminal's ^C, a container runtime) must not kill us before it. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+
+    if (embed_init()) {
+        fprintf(stderr, "pyexecd: the template could not start Python with numpy and pandas\n");
+        _exit(1);
+    }
+    const char *versions = embed_versions_json();
+
+    for (;;) {
+        uint32_t slot;
+        int chan;
+        int r = ipc_recv_spawn(ctl, &slot, &chan);
+        if (r == -EPIPE)
+            template_exit(0);
+        if (r) {
+            fprintf(stderr, "pyexecd: template: bad spawn request: %s\n", strerror(-r));
+            template_exit(1);
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(ctl);
+            struct worker_args a = {
+                .cfg = cfg, .chan = chan, .template_pid = getppid(), .versions = versions};
+            worker_main(&a);
+        }
+        if (pid < 0)
+            fprintf(stderr, "pyexecd: template: fork: %s\n", strerror(errno));
+        close(chan); /* a failed fork closes the channel: the acceptor sees EOF and retries */
+        reap_workers(false);
+    }
+}

@@ -1,0 +1,12 @@
+/* The template: exec'd by the acceptor with a clean environment, it starts
+ * CPython once, imports numpy and pandas, freezes the heap, then forks a
+ * worker for every IPC_SPAWN the acceptor sends. Runs in the template. */
+#ifndef PYEXEC_TEMPLATE_H
+#define PYEXEC_TEMPLATE_H
+
+#include "server/config.h"
+
+/* Never returns: exits 0 when the acceptor closes ctl, 1 if Python fails. */
+_Noreturn void template_main(int ctl, const struct config *cfg);
+
+#endif

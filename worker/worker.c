@@ -1,0 +1,301 @@
+/* The worker process. See pool.c for how it fits with the others.
+ *
+ * Memory hygiene: the next spare child is forked while this worker still
+ * serves a request, and every child inherits the worker's memory. So no
+ * request's script, input, output or result may be left readable in the
+ * worker when it forks: buffers are wiped (explicit_bzero) before they are
+ * freed, jansson's allocator wipes too, and the request frame is wiped the
+ * moment it is in the child, before the next fork. */
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <malloc.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "seccomp/namespaces.h"
+#include "seccomp/privdrop.h"
+#include "seccomp/status.h"
+#include "worker/child.h"
+#include "worker/ipc.h"
+#include "worker/reply.h"
+#include "worker/supervise.h"
+
+/* Children killed after their reply, waiting to be reaped (off the request path). */
+#define MAX_DYING 16
+
+struct worker {
+    const struct config *cfg;
+    int chan;
+    int sigchld[2];
+    struct child_params params;
+    struct child spare;
+    bool have_spare;
+    char *request; /* the frame being served, until it is in the child */
+    size_t request_len;
+    struct child dying[MAX_DYING];
+    int ndying;
+    char scratch[64];  /* where the children's temp dirs are made */
+    char sandbox[512]; /* sandbox_status_json, for the acceptor's /health */
+};
+
+static int sigchld_write_fd = -1;
+
+static void on_sigchld(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    if (write(sigchld_write_fd, "", 1) < 0) {
+        /* the pipe is full: a wake-up is already pending */
+    }
+    errno = saved;
+}
+
+static void *wiping_malloc(size_t n)
+{
+    return malloc(n);
+}
+
+static void wiping_free(void *p)
+{
+    if (p)
+        explicit_bzero(p, malloc_usable_size(p));
+    free(p);
+}
+
+static void spawn_spare(struct worker *w)
+{
+    int r = child_spawn(&w->params, &w->spare);
+    w->have_spare = r == 0;
+    if (r)
+        fprintf(stderr, "pyexecd: worker %d: cannot fork a child: %s\n", getpid(), strerror(-r));
+}
+
+/* supervise_run's after_handoff: the request is in the child. */
+static void request_handed_off(void *data)
+{
+    struct worker *w = data;
+    ipc_free(w->request, w->request_len);
+    w->request = NULL;
+    spawn_spare(w);
+}
+
+static void reap_dying(struct worker *w, bool block)
+{
+    for (int i = 0; i < w->ndying;) {
+        pid_t r = waitpid(w->dying[i].pid, NULL, block ? 0 : WNOHANG);
+        if (r == 0) {
+            i++;
+            continue;
+        }
+        tmpdir_remove(w->dying[i].tmpdir);
+        w->dying[i] = w->dying[--w->ndying];
+    }
+}
+
+/* The child answered; kill it (its threads may linger) and reap it later. */
+static void retire(struct worker *w, struct child *c, const struct run *run)
+{
+    child_close_fds(c);
+    if (run->reaped) {
+        tmpdir_remove(c->tmpdir);
+        return;
+    }
+    kill(c->pid, SIGKILL);
+    if (w->ndying == MAX_DYING)
+        reap_dying(w, true);
+    w->dying[w->ndying++] = *c;
+}
+
+static int send_reply(struct worker *w, const struct reply *rep)
+{
+    struct ipc_reply hdr = {.status = rep->status, .type_len = strlen(rep->type)};
+    struct iovec parts[3] = {
+        {&hdr, sizeof(hdr)}, {(void *)rep->type, hdr.type_len}, {rep->body, rep->len}};
+    return ipc_write(w->chan, IPC_REPLY, parts, 3);
+}
+
+static int serve(struct worker *w, char *frame, size_t len)
+{
+    struct ipc_request rq;
+    memcpy(&rq, frame, sizeof(rq));
+    w->request = frame;
+    w->request_len = len;
+
+    struct supervise_params sp = {
+        .timeout_ms = rq.timeout_ms,
+        .output_cap = (size_t)w->cfg->output_kb << 10,
+        .result_cap = w->params.result_cap + (1u << 20), /* room for error text */
+        .cancel_fd = w->chan,
+        .sigchld_fd = w->sigchld[0],
+        .after_handoff = request_handed_off,
+        .after_handoff_data = w,
+    };
+    struct run run;
+    struct child c;
+    /* A spare that failed its set-up is replaced once before giving up. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!w->have_spare)
+            spawn_spare(w);
+        if (!w->have_spare) {
+            memset(&run, 0, sizeof(run));
+            run.end = RUN_SETUP_FAILED;
+            snprintf(run.setup_error, sizeof(run.setup_error), "fork failed");
+            break;
+        }
+        c = w->spare;
+        w->have_spare = false;
+        supervise_run(&c, frame, len, &sp, &run);
+        if (run.end != RUN_SETUP_FAILED)
+            break;
+        fprintf(stderr, "pyexecd: worker %d: %s\n", getpid(), run.setup_error);
+        retire(w, &c, &run);
+        run_free(&run);
+    }
+    if (w->request) { /* never handed off */
+        ipc_free(w->request, w->request_len);
+        w->request = NULL;
+    }
+
+    uint64_t cpu_ms =
+        w->params.limits.cpu_ms < rq.timeout_ms ? w->params.limits.cpu_ms : rq.timeout_ms;
+    struct reply_limits lim = {
+        .timeout_ms = rq.timeout_ms, .cpu_ms = cpu_ms, .result_cap = w->params.result_cap};
+    struct reply rep;
+    int r = reply_build(&run, &lim, &rep);
+    if (!r)
+        r = send_reply(w, &rep);
+    if (rep.body)
+        explicit_bzero(rep.body, rep.len);
+    free(rep.body);
+    if (run.end != RUN_SETUP_FAILED)
+        retire(w, &c, &run);
+    run_free(&run);
+    return r;
+}
+
+static int send_ready(struct worker *w, const char *versions)
+{
+    char *msg;
+    int n = asprintf(&msg, "{\"pid\":%d,\"versions\":%s,\"sandbox\":%s}", getpid(), versions,
+                     w->sandbox);
+    if (n < 0)
+        return -ENOMEM;
+    struct iovec part = {msg, n};
+    int r = ipc_write(w->chan, IPC_READY, &part, 1);
+    free(msg);
+    return r;
+}
+
+/* Block until the acceptor sends something, reaping dead children meanwhile. */
+static int wait_for_frame(struct worker *w)
+{
+    struct pollfd pfd[2] = {{.fd = w->chan, .events = POLLIN},
+                            {.fd = w->sigchld[0], .events = POLLIN}};
+    for (;;) {
+        if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+            return -errno;
+        if (pfd[1].revents) {
+            char sink[64];
+            while (read(w->sigchld[0], sink, sizeof(sink)) > 0)
+                ;
+            reap_dying(w, false);
+        }
+        if (pfd[0].revents)
+            return 0;
+    }
+}
+
+static int worker_setup(struct worker *w, const struct worker_args *a)
+{
+    const struct config *cfg = a->cfg;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != a->template_pid)
+        return -ESRCH;
+    json_set_alloc_funcs(wiping_malloc, wiping_free);
+
+    if (pipe2(w->sigchld, O_CLOEXEC | O_NONBLOCK))
+        return -errno;
+    sigchld_write_fd = w->sigchld[1];
+    struct sigaction sa = {.sa_handler = on_sigchld, .sa_flags = SA_NOCLDSTOP};
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGCHLD, &sa, NULL))
+        return -errno;
+
+    w->params = (struct child_params){
+        .limits = {.cpu_ms = cfg->cpu_ms,
+                   .memory_mb = cfg->memory_mb,
+                   .fsize_kb = cfg->tmp_kb,
+                   .nofile = 256},
+        .uid = (uid_t)-1,
+        .gid = (gid_t)-1,
+        .result_cap = (size_t)cfg->result_kb << 10,
+    };
+    if (geteuid() == 0) {
+        int r = privdrop_resolve(cfg->user, &w->params.uid, &w->params.gid);
+        if (r)
+            return r;
+    }
+
+    /* Entered once here, so every child inherits them at no cost per request. */
+    snprintf(w->scratch, sizeof(w->scratch), "/tmp/pyexec-%d", getpid()); /* see template.c */
+    if (mkdir(w->scratch, 0711) && errno != EEXIST)
+        return -errno;
+    w->params.scratch = w->scratch;
+    int ns = namespaces_enter(w->scratch, cfg->tmp_kb);
+    if (ns < 0)
+        return ns;
+    struct sandbox_status st;
+    sandbox_status_probe(&st, w->params.uid, w->params.gid, ns);
+    if (sandbox_status_json(&st, w->sandbox, sizeof(w->sandbox)) < 0)
+        return -ENOSPC;
+    return send_ready(w, a->versions);
+}
+
+_Noreturn void worker_main(const struct worker_args *a)
+{
+    struct worker w = {.cfg = a->cfg, .chan = a->chan};
+    int r = worker_setup(&w, a);
+    if (r) {
+        fprintf(stderr, "pyexecd: worker %d: set-up failed: %s\n", getpid(), strerror(-r));
+        _exit(1);
+    }
+    spawn_spare(&w);
+
+    for (;;) {
+        struct ipc_hdr hdr;
+        char *frame;
+        if (wait_for_frame(&w))
+            break;
+        r = ipc_read(w.chan, sizeof(struct ipc_request) + IPC_MAX_PAYLOAD / 2, &hdr, &frame);
+        if (r)
+            break; /* the acceptor closed the channel: shut down */
+        if (hdr.kind == IPC_REQUEST && hdr.len >= sizeof(struct ipc_request)) {
+            /* The last child's files must be gone before the next one can
+             * write: they share the scratch dir's size cap. */
+            reap_dying(&w, true);
+            if (serve(&w, frame, hdr.len))
+                break;
+        } else {
+            ipc_free(frame, hdr.len); /* a CANCEL for a request already answered */
+        }
+    }
+    if (w.have_spare) {
+        kill(w.spare.pid, SIGKILL);
+        child_close_fds(&w.spare);
+        if (w.ndying == MAX_DYING)
+            reap_dying(&w, true);
+        w.dying[w.ndying++] = w.spare;
+    }
+    reap_dying(&w, true);
+    rmdir(w.scratch);
+    _exit(0);
+}
