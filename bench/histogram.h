@@ -9,7 +9,7 @@
 /* Values below 2^SUB_BITS are exact; above, each power of two is cut into
  * 2^(SUB_BITS-1) equal buckets, so a bucket is at most 1/128 of its value wide. */
 #define HISTOGRAM_SUB_BITS 8
-#define HISTOGRAM_MAX_US   100000000ULL /* 100 s; larger values are clamped */
+#define HISTOGRAM_MAX_US   100000000ULL     /* 100 s; larger values are clamped */
 #define HISTOGRAM_BUCKETS  (256 + 19 * 128) /* enough for exponent 26 (2^26 < 1e8 < 2^27) */
 
 struct histogram {

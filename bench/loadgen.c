@@ -27,12 +27,12 @@ struct conn {
     uv_timer_t backoff;
     http_parser parser;
     enum conn_state state;
-    int busy;           /* a request is out (or waiting for the connection) */
-    int measured;       /* --requests mode: this request is one of the N */
-    int answered;       /* the parser saw the whole answer */
-    unsigned status;    /* its HTTP status */
-    uint64_t start_ns;  /* latency origin: send time, or intended send time (open loop) */
-    char *error_body;   /* body of a 4xx/5xx answer, to read its `type` */
+    int busy;          /* a request is out (or waiting for the connection) */
+    int measured;      /* --requests mode: this request is one of the N */
+    int answered;      /* the parser saw the whole answer */
+    unsigned status;   /* its HTTP status */
+    uint64_t start_ns; /* latency origin: send time, or intended send time (open loop) */
+    char *error_body;  /* body of a 4xx/5xx answer, to read its `type` */
     size_t error_len;
     char read_buf[READ_BUF_SIZE];
 };
@@ -290,8 +290,8 @@ static void conn_connect(struct conn *c)
     c->tcp.data = c;
     c->connect_req.data = c;
     c->state = CONN_CONNECTING;
-    err = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&c->lg->addr,
-                         on_connect);
+    err =
+        uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&c->lg->addr, on_connect);
     if (err < 0) {
         conn_close(c);
         goto fail;
@@ -548,7 +548,8 @@ int loadgen_run(const struct options *opts, const char *body, size_t body_len,
          * sends from the first one intended after warm-up. */
         lg->due_limit = UINT64_MAX;
         if (opts->requests)
-            lg->due_limit = (opts->warmup_ns + lg->interval_ns - 1) / lg->interval_ns + opts->requests;
+            lg->due_limit =
+                (opts->warmup_ns + lg->interval_ns - 1) / lg->interval_ns + opts->requests;
     }
     lg->t0 = uv_hrtime();
     lg->t_measure = lg->t0 + opts->warmup_ns;

@@ -17,8 +17,8 @@
  * answer with an HTTP status, whatever the status. */
 struct loadgen_result {
     struct histogram latency;
-    uint64_t responses;    /* answers with an HTTP status */
-    uint64_t status[600];  /* answers by status code */
+    uint64_t responses;   /* answers with an HTTP status */
+    uint64_t status[600]; /* answers by status code */
     struct {
         char name[LOADGEN_TYPE_MAX];
         uint64_t count;

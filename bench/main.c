@@ -37,6 +37,12 @@ int main(int argc, char **argv)
             return 1;
     }
 
+    if (opts.print_body) {
+        fwrite(body, 1, body_len, stdout);
+        free(body);
+        return 0;
+    }
+
     struct loadgen_result *result = malloc(sizeof(*result));
     if (!result || loadgen_run(&opts, body, body_len, result) < 0) {
         free(result);

@@ -30,6 +30,7 @@ void options_usage(FILE *out)
             "  -b, --body FILE      send FILE as the JSON request body instead\n"
             "  -t, --timeout T      a request unanswered after T is an error (default 30s)\n"
             "      --json           print one JSON object instead of the text report\n"
+            "      --print-body     print the request body that would be sent, and exit\n"
             "  -h, --help           this help\n"
             "\n"
             "Non-2xx answers and connection errors are counted, never fatal.\n"
@@ -155,7 +156,7 @@ static int parse_count(const char *text, uint64_t min, uint64_t max, uint64_t *o
     return 0;
 }
 
-enum { OPT_JSON = 256 };
+enum { OPT_JSON = 256, OPT_PRINT_BODY };
 
 int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *err)
 {
@@ -169,6 +170,7 @@ int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *
         {"body", required_argument, NULL, 'b'},
         {"timeout", required_argument, NULL, 't'},
         {"json", no_argument, NULL, OPT_JSON},
+        {"print-body", no_argument, NULL, OPT_PRINT_BODY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -195,9 +197,9 @@ int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *
             opts->connections = (int)number;
             break;
         case 'd':
-            if (options_parse_duration(optarg, &opts->duration_ns) < 0 ||
-                opts->duration_ns == 0) {
-                fprintf(err, "pyexec-bench: --duration must be a positive time like 10s, got '%s'\n",
+            if (options_parse_duration(optarg, &opts->duration_ns) < 0 || opts->duration_ns == 0) {
+                fprintf(err,
+                        "pyexec-bench: --duration must be a positive time like 10s, got '%s'\n",
                         optarg);
                 return -EINVAL;
             }
@@ -249,6 +251,9 @@ int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *
         case OPT_JSON:
             opts->json = 1;
             break;
+        case OPT_PRINT_BODY:
+            opts->print_body = 1;
+            break;
         case 'h':
             options_usage(out);
             return 1;
@@ -262,6 +267,14 @@ int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *
         }
     }
 
+    if (opts->workload && opts->body_file) {
+        fprintf(err, "pyexec-bench: give --workload or --body, not both\n");
+        return -EINVAL;
+    }
+    if (!opts->workload && !opts->body_file)
+        opts->workload = "trivial";
+    if (opts->print_body && optind == argc)
+        return 0;
     if (optind != argc - 1) {
         fprintf(err, optind == argc ? "pyexec-bench: missing URL (see --help)\n"
                                     : "pyexec-bench: expected one URL, got extra arguments\n");
@@ -277,11 +290,5 @@ int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *
     }
     if (opts->requests)
         opts->duration_ns = 0;
-    if (opts->workload && opts->body_file) {
-        fprintf(err, "pyexec-bench: give --workload or --body, not both\n");
-        return -EINVAL;
-    }
-    if (!opts->workload && !opts->body_file)
-        opts->workload = "trivial";
     return 0;
 }

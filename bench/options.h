@@ -19,14 +19,16 @@ struct options {
     uint64_t duration_ns; /* measured time; 0 when requests is set */
     uint64_t requests;    /* measured request count; 0 when duration is set */
     uint64_t warmup_ns;
-    uint64_t timeout_ns; /* per request; past it the request is an error */
-    double rate;         /* open-loop requests/s across all connections; 0 = closed loop */
+    uint64_t timeout_ns;  /* per request; past it the request is an error */
+    double rate;          /* open-loop requests/s across all connections; 0 = closed loop */
     const char *workload; /* built-in name, or NULL with body_file */
     const char *body_file;
     int json;
+    int print_body; /* print the request body and exit (for other tools, e.g. wrk) */
 };
 
-/* Fill opts from argv. Returns 0 to run, 1 when --help was printed to out,
+/* Fill opts from argv. Returns 0 to run (or to print the body, without a URL),
+ * 1 when --help was printed to out,
  * -EINVAL after writing one clear line to err. */
 int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *err);
 

@@ -32,9 +32,8 @@ int report_text(FILE *out, const struct options *opts, const struct loadgen_resu
 {
     const struct histogram *h = &r->latency;
     fprintf(out, "pyexec-bench  http://%s:%s%s (%s)  %s  %d connection%s  %s", opts->host,
-            opts->port, opts->path, r->address,
-            opts->body_file ? opts->body_file : opts->workload, opts->connections,
-            opts->connections == 1 ? "" : "s", mode(opts));
+            opts->port, opts->path, r->address, opts->body_file ? opts->body_file : opts->workload,
+            opts->connections, opts->connections == 1 ? "" : "s", mode(opts));
     if (opts->rate > 0)
         fprintf(out, " at %.1f req/s", opts->rate);
     fprintf(out, "\n  %.2f s measured after %.2f s warm-up\n", r->elapsed_s,

@@ -59,7 +59,7 @@ def find_binary(build_dir, name):
 
 def command(name, port, binaries):
     if name == "pyexecd":
-        return [binaries["pyexecd"], "--host", "127.0.0.1", "--port", str(port)], None
+        return [binaries["pyexecd"], "--host=127.0.0.1", f"--port={port}"], None
     if name == "subprocess":
         gunicorn = shutil.which("gunicorn") or "/usr/bin/gunicorn"
         return [gunicorn, "--chdir", os.path.join(BENCH_DIR, "baselines"), "--workers",

@@ -14,10 +14,11 @@ struct workload {
  * pandas builds its 1,000-row frame inside main so the work is per request. */
 static const struct workload workloads[] = {
     {"trivial", "{\"script\": \"def main():\\n    return {\\\"ok\\\": True}\\n\"}"},
-    {"numpy", "{\"script\": \"import numpy as np\\n\\ndef main():\\n"
-              "    print(\\\"Processing data...\\\")\\n"
-              "    data = np.arange(1, 1001, dtype=np.float64)\\n"
-              "    return {\\\"mean\\\": float(data.mean()), \\\"sum\\\": float(data.sum())}\\n\"}"},
+    {"numpy",
+     "{\"script\": \"import numpy as np\\n\\ndef main():\\n"
+     "    print(\\\"Processing data...\\\")\\n"
+     "    data = np.arange(1, 1001, dtype=np.float64)\\n"
+     "    return {\\\"mean\\\": float(data.mean()), \\\"sum\\\": float(data.sum())}\\n\"}"},
     {"pandas", "{\"script\": \"import pandas as pd\\n\\ndef main():\\n"
                "    df = pd.DataFrame({\\\"key\\\": [i % 10 for i in range(1000)],"
                " \\\"value\\\": list(range(1000))})\\n"

@@ -223,8 +223,13 @@ static void conn_close(struct http_conn *c)
     }
     if (was_busy && c->server->opts.on_abort)
         c->server->opts.on_abort(c, c->server->opts.data);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    /* A handle someone else already closed (uv_walk at exit) is theirs to
+     * finish; c then stays allocated until the process ends, never freed
+     * under libuv's feet. */
+    if (!uv_is_closing((uv_handle_t *)&c->timer))
+        uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -332,20 +337,23 @@ static void on_answer_written(uv_write_t *wreq, int status)
 static int write_answer(struct http_conn *c, int status, const char *extra_headers,
                         const char *body, size_t body_len)
 {
-#define ANSWER_HEAD                                                                                \
-    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"                  \
-    "X-Request-Id: %s\r\nConnection: %s\r\n%s\r\n",                                                \
-        status, http_status_text(status), body_len, c->req.request_id, connection, extra_headers
     const char *connection = c->keep_alive && !c->server->stopping ? "keep-alive" : "close";
-    if (!extra_headers)
-        extra_headers = "";
-    int head_len = snprintf(NULL, 0, ANSWER_HEAD);
-    struct write_job *job = malloc(sizeof(*job) + (size_t)head_len + 1 + body_len);
-    if (!job)
+    char *head;
+    int head_len = asprintf(&head,
+                            "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                            "Content-Length: %zu\r\nX-Request-Id: %s\r\nConnection: %s\r\n%s\r\n",
+                            status, http_status_text(status), body_len, c->req.request_id,
+                            connection, extra_headers ? extra_headers : "");
+    if (head_len < 0)
         return -ENOMEM;
+    struct write_job *job = malloc(sizeof(*job) + (size_t)head_len + body_len);
+    if (!job) {
+        free(head);
+        return -ENOMEM;
+    }
     char *text = (char *)(job + 1);
-    snprintf(text, (size_t)head_len + 1, ANSWER_HEAD);
-#undef ANSWER_HEAD
+    memcpy(text, head, (size_t)head_len);
+    free(head);
     if (body_len)
         memcpy(text + head_len, body, body_len);
     job->conn = c;

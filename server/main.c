@@ -120,18 +120,6 @@ static void route_health(struct server *srv, struct http_conn *c, struct http_re
     respond_json(c, req, ok ? 200 : 503, o);
 }
 
-/* "application/json", any case, optionally followed by parameters. */
-static bool is_json_media_type(const char *ct)
-{
-    size_t n = strlen("application/json");
-    if (strncasecmp(ct, "application/json", n))
-        return false;
-    ct += n;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    return *ct == '\0' || *ct == ';';
-}
-
 static void on_job_done(struct pool_job *job, int status, const char *type, const char *body,
                         size_t len)
 {
@@ -160,7 +148,7 @@ static char *build_frame(const struct exec_request *er, size_t *len)
 
 static void route_execute(struct server *srv, struct http_conn *c, struct http_request *req)
 {
-    if (req->content_type && !is_json_media_type(req->content_type))
+    if (!request_content_type_ok(req->content_type))
         return respond_error(c, req, 415, "unsupported_media_type", "",
                              "Send the request as Content-Type: application/json.");
 
@@ -237,17 +225,17 @@ static void on_abort(struct http_conn *c, void *data)
 
 /* --- life cycle ------------------------------------------------------------ */
 
-static void close_handle(uv_handle_t *h, void *arg)
+static void close_signals(struct server *srv)
 {
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
 }
 
+/* Workers and template are gone; once the last connection has its answer the
+ * loop has nothing left and uv_run returns. */
 static void on_pool_stopped(void *data)
 {
-    struct server *srv = data;
-    uv_walk(srv->loop, close_handle, NULL);
+    close_signals(data);
 }
 
 static void on_pool_fatal(void *data)
@@ -256,7 +244,11 @@ static void on_pool_fatal(void *data)
     fprintf(stderr, "pyexecd: the worker pool could not start; see the messages above\n");
     srv->exit_code = 1;
     srv->stopping = true;
-    uv_walk(srv->loop, close_handle, NULL);
+    if (srv->http)
+        http_server_stop(srv->http);
+    srv->http = NULL;
+    close_signals(srv);
+    pool_stop(srv->pool, 0, NULL, NULL);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -269,8 +261,6 @@ static void on_signal(uv_signal_t *sig, int signum)
     fprintf(stderr, "pyexecd: shutting down\n");
     http_server_stop(srv->http);
     srv->http = NULL;
-    uv_signal_stop(&srv->sigterm);
-    uv_signal_stop(&srv->sigint);
     pool_stop(srv->pool, srv->cfg.shutdown_timeout_ms, on_pool_stopped, srv);
 }
 

@@ -85,6 +85,7 @@ static void dispatch(struct pool *p);
 static int template_start(struct pool *p);
 static void on_stop_due(uv_timer_t *t);
 static void on_restart_due(uv_timer_t *t);
+static void slot_request_spawn(struct pool_slot *s);
 
 /* --- the wait queue ---------------------------------------------------- */
 
@@ -161,6 +162,11 @@ static void slot_closed(uv_handle_t *h)
     s->buf = NULL;
     s->len = s->alloc = 0;
     struct pool *p = s->pool;
+    /* The handle is free again: now the worker can be replaced. */
+    if (!p->stopping && p->template_up) {
+        p->respawns++;
+        slot_request_spawn(s);
+    }
     if (p->stopping) {
         bool all_closed = true;
         for (unsigned i = 0; i < p->nslots; i++)
@@ -171,8 +177,6 @@ static void slot_closed(uv_handle_t *h)
         }
     }
 }
-
-static void slot_request_spawn(struct pool_slot *s);
 
 /* The worker is gone (EOF, error, or a protocol violation). */
 static void slot_down(struct pool_slot *s)
@@ -194,10 +198,6 @@ static void slot_down(struct pool_slot *s)
             job_fail(j, 500, "internal", "The worker running this script died; please retry.");
         }
     }
-    if (!p->stopping && p->template_up) {
-        p->respawns++;
-        slot_request_spawn(s);
-    }
     dispatch(p);
 }
 
@@ -213,9 +213,14 @@ static void on_ready(struct pool_slot *s, const char *payload, size_t len)
         free(p->sandbox);
         p->sandbox = json_dumps(sb, JSON_COMPACT);
     }
-    json_decref(o);
     s->state = SLOT_IDLE;
-    p->ever_ready = true;
+    fprintf(stderr, "pyexecd: worker %u ready (pid %lld)\n", s->index,
+            (long long)json_integer_value(json_object_get(o, "pid")));
+    json_decref(o);
+    if (!p->ever_ready && pool_ready(p)) {
+        p->ever_ready = true;
+        fprintf(stderr, "pyexecd: ready: %u workers warm\n", p->nslots);
+    }
     dispatch(p);
 }
 

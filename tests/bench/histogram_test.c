@@ -116,8 +116,8 @@ static void empty_is_zero(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(uniform_1_to_10000),    cmocka_unit_test(small_values_are_exact),
-        cmocka_unit_test(skewed_tail_is_found),  cmocka_unit_test(buckets_tile_the_range),
+        cmocka_unit_test(uniform_1_to_10000),      cmocka_unit_test(small_values_are_exact),
+        cmocka_unit_test(skewed_tail_is_found),    cmocka_unit_test(buckets_tile_the_range),
         cmocka_unit_test(huge_values_are_clamped), cmocka_unit_test(merge_adds_counts),
         cmocka_unit_test(empty_is_zero),
     };

@@ -92,8 +92,8 @@ static void defaults_and_modes(void **state)
     assert_true(opts.rate == 0);
     assert_string_equal(opts.workload, "trivial");
 
-    char *open[] = {"pyexec-bench", "-c", "4",  "-n", "100", "-R", "50.5", "-W", "pandas",
-                    "-w",           "0",  "--json", "127.0.0.1:1", NULL};
+    char *open[] = {"pyexec-bench", "-c",     "4",  "-n", "100",    "-R",          "50.5",
+                    "-W",           "pandas", "-w", "0",  "--json", "127.0.0.1:1", NULL};
     assert_int_equal(parse(13, open), 0);
     assert_int_equal(opts.connections, 4);
     assert_int_equal(opts.requests, 100);
@@ -128,8 +128,10 @@ static void conflicts_and_bad_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(url_forms),          cmocka_unit_test(bad_urls),
-        cmocka_unit_test(durations),          cmocka_unit_test(defaults_and_modes),
+        cmocka_unit_test(url_forms),
+        cmocka_unit_test(bad_urls),
+        cmocka_unit_test(durations),
+        cmocka_unit_test(defaults_and_modes),
         cmocka_unit_test(conflicts_and_bad_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

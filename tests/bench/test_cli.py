@@ -1,7 +1,7 @@
 """pyexec-bench's command line: bad arguments exit 2 with a clear message."""
 import pytest
 
-from conftest import run_bench
+from benchutil import run_bench
 
 
 @pytest.mark.parametrize("args, message", [

@@ -2,7 +2,7 @@
 import json
 import socket
 
-from conftest import bench_json, run_bench
+from benchutil import bench_json, run_bench
 
 
 def test_closed_loop_counts_every_answer(stub):

@@ -1,0 +1,151 @@
+"""Service tests drive the real pyexecd binary over real loopback sockets.
+
+PYEXECD (set by ctest) names the binary. Each Server is started on port 0 and
+waited for by reading its own log lines ("listening on", "ready"), never by
+sleeping.
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+
+import pytest
+
+PYEXECD = os.environ.get("PYEXECD", os.path.join(os.path.dirname(__file__), "../../build/server/pyexecd"))
+CASES = os.environ.get(
+    "PYEXEC_CASES", os.path.join(os.path.dirname(__file__), "../../../shared/conformance/cases.json")
+)
+START_TIMEOUT = 60
+
+
+class Server:
+    def __init__(self, *flags, env=None):
+        self.flags = ["--host", "127.0.0.1", "--port", "0", *flags]
+        self.port = None
+        self.lines = []  # stderr lines, in order
+        self.logs = []  # stdout JSON log lines
+        self.cond = threading.Condition()
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [PYEXECD, *self.flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            text=True,
+        )
+        threading.Thread(target=self._read, args=(self.proc.stderr, self.lines), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.logs), daemon=True).start()
+        m = self.wait_line(r"listening on [^ ]+:(\d+)")
+        self.port = int(m.group(1))
+        self.wait_line(r"ready: \d+ workers warm")
+
+    def _read(self, stream, into):
+        for line in stream:
+            with self.cond:
+                into.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            into.append(None)  # EOF
+            self.cond.notify_all()
+
+    def wait_line(self, pattern, start=0, timeout=START_TIMEOUT):
+        """Wait until a stderr line at index >= start matches; return the match."""
+        rx = re.compile(pattern)
+        found = []
+
+        def seen():
+            for line in self.lines[start:]:
+                if line is None:
+                    raise AssertionError(f"pyexecd ended before {pattern!r}: {self.lines}")
+                m = rx.search(line)
+                if m:
+                    found.append(m)
+                    return True
+            return False
+
+        with self.cond:
+            assert self.cond.wait_for(seen, timeout), f"no {pattern!r} in {self.lines}"
+        return found[0]
+
+    def conn(self, timeout=60):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        c = self.conn(timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, dict(r.getheaders()), json.loads(data) if data else None
+        finally:
+            c.close()
+
+    def execute(self, script=None, timeout=60, **fields):
+        body = dict(fields)
+        if script is not None:
+            body["script"] = script
+        status, headers, data = self.request(
+            "POST", "/execute", json.dumps(body), {"Content-Type": "application/json"}, timeout
+        )
+        return status, data
+
+    def descendants(self):
+        """Pids of every process below pyexecd (template, workers, children)."""
+        children = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(name))
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            for c in children.get(pid, []):
+                out.append(c)
+                todo.append(c)
+        return out
+
+    def stop(self, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server("--workers", "2")
+    yield s
+    assert s.stop() == 0
+
+
+@pytest.fixture
+def make_server():
+    started = []
+
+    def make(*flags, **kw):
+        s = Server(*flags, **kw)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+def load_cases():
+    with open(CASES) as f:
+        return json.load(f)

@@ -1,0 +1,168 @@
+"""The process tree under load and faults: isolation between requests,
+overload, a worker killed mid-request, and shutdown."""
+import glob
+import json
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+
+def test_concurrent_requests_no_cross_talk(server):
+    script = "def main(token):\n    print(token)\n    return {'token': token}"
+
+    def one(i):
+        token = f"tok-{i}-{os.urandom(4).hex()}"
+        status, data = server.execute(script, input=token)
+        return token, status, data
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(one, range(32)))
+    for token, status, data in results:
+        assert status == 200, data
+        assert data["result"] == {"token": token} and data["stdout"] == token + "\n"
+
+
+def test_random_numbers_differ_across_requests(server):
+    script = "import random, numpy as np\ndef main():\n    return [random.random(), float(np.random.rand())]"
+    seen = [tuple(server.execute(script)[1]["result"]) for _ in range(6)]
+    assert len({s[0] for s in seen}) == 6 and len({s[1] for s in seen}) == 6
+
+
+def test_no_request_data_in_a_later_childs_memory(server):
+    secret = "S3CRET-" + os.urandom(8).hex()
+    status, _ = server.execute(f"def main(data):\n    x = '{secret}'\n    return x + data", input=secret)
+    assert status == 200
+    # Scan every readable private mapping of a later child for the secret. The
+    # needle is built at run time so the scanning script holds no copy.
+    scan = (
+        "def main(parts):\n"
+        "    needle = ''.join(parts).encode()\n"
+        "    hits = 0\n"
+        "    for line in open('/proc/self/maps'):\n"
+        "        f = line.split()\n"
+        "        if 'r' not in f[1] or len(f) > 5 and f[5].startswith('['):\n"
+        "            continue\n"
+        "        lo, hi = (int(x, 16) for x in f[0].split('-'))\n"
+        "        try:\n"
+        "            with open('/proc/self/mem', 'rb') as m:\n"
+        "                m.seek(lo)\n"
+        "                hits += m.read(hi - lo).count(needle)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return hits\n"
+    )
+    for _ in range(3):  # reach every worker's next child
+        status, data = server.execute(scan, input=[secret[:5], secret[5:]])
+        assert status == 200, data
+        assert data["result"] == 0
+
+
+def test_queue_full_is_503_with_retry_after(make_server):
+    s = make_server("--workers", "1", "--queue", "0")
+    started = threading.Event()
+    out = {}
+
+    def slow():
+        started.set()
+        out["slow"] = s.execute("import threading\ndef main():\n    threading.Event().wait(3)\n    return 1")
+
+    t = threading.Thread(target=slow)
+    t.start()
+    started.wait()
+    wait_idle_below(s, 1)
+    status, headers, data = s.request(
+        "POST", "/execute", json.dumps({"script": "def main(): return 2"}), {"Content-Type": "application/json"}
+    )
+    assert status == 503 and data["type"] == "overloaded"
+    assert headers["Retry-After"] == "1"
+    t.join()
+    assert out["slow"][0] == 200
+
+
+def wait_idle_below(s, n, tries=20000):
+    """Wait until fewer than n workers are idle, as /health reports it."""
+    for _ in range(tries):
+        if s.request("GET", "/health")[2]["workers"]["idle"] < n:
+            return
+    raise AssertionError("the workers never became busy")
+
+
+def worker_pids(s):
+    """Children of the template (the acceptor's only child)."""
+    tree = s.descendants()
+    template = [p for p in tree if ppid(p) == s.proc.pid]
+    assert len(template) == 1
+    return [p for p in tree if ppid(p) == template[0]]
+
+
+def ppid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_worker_killed_mid_request_is_answered_and_replaced(make_server):
+    s = make_server("--workers", "2")
+    workers = worker_pids(s)
+    assert len(workers) == 2
+    out = {}
+
+    def run():
+        out["r"] = s.execute("import threading\ndef main():\n    threading.Event().wait(1)\n    return 'done'")
+
+    t = threading.Thread(target=run)
+    mark = len(s.lines)
+    t.start()
+    # Both workers die while the request runs: it is retried or answered 500.
+    wait_idle_below(s, 2)
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    t.join()
+    status, data = out["r"]
+    assert (status, data.get("result")) == (200, "done") or (status, data["type"]) == (500, "internal")
+    s.wait_line(r"worker 0 ready", start=mark)
+    s.wait_line(r"worker 1 ready", start=mark)
+    health = s.request("GET", "/health")[2]
+    assert health["workers"]["ready"] == 2 and health["respawns"] >= 2
+    assert s.execute("def main(): return 3")[1]["result"] == 3
+
+
+def test_sigterm_exits_cleanly_and_leaves_nothing(make_server):
+    s = make_server("--workers", "2")
+    assert s.execute("def main():\n    open('f', 'w').write('x')\n    return 1")[0] == 200
+    tree = s.descendants()
+    assert len(tree) >= 5  # template, 2 workers, their spare children
+    scratch = [f"/tmp/pyexec-{p}" for p in tree]
+    assert s.stop() == 0
+    for pid in tree:
+        assert not os.path.exists(f"/proc/{pid}"), pid
+    for d in scratch:
+        assert not os.path.exists(d), d
+
+
+def test_sigterm_lets_in_flight_request_finish(make_server):
+    s = make_server("--workers", "1")
+    out = {}
+
+    def run():
+        out["r"] = s.execute("import threading\ndef main():\n    threading.Event().wait(1)\n    return 'finished'")
+
+    t = threading.Thread(target=run)
+    t.start()
+    wait_idle_below(s, 1)
+    s.proc.send_signal(signal.SIGTERM)
+    t.join()
+    assert out["r"][0] == 200 and out["r"][1]["result"] == "finished"
+    assert s.proc.wait(30) == 0
+
+
+def test_temp_dirs_removed_after_requests(server):
+    for _ in range(4):
+        assert server.execute("def main():\n    open('junk', 'w').write('x' * 1000)\n    return 1")[0] == 200
+    live = {f"/tmp/pyexec-{p}" for p in server.descendants()}
+    for d in glob.glob("/tmp/pyexec-*"):
+        if d not in live:
+            continue
+        runs = os.listdir(d)
+        # at most the waiting spare's dir and one child not yet reaped
+        assert len(runs) <= 2, runs
