@@ -16,6 +16,7 @@
 #include "server/errors.h"
 #include "server/http.h"
 #include "server/request.h"
+#include "server/selftest.h"
 #include "worker/ipc.h"
 #include "worker/pool.h"
 #include "worker/template.h"
@@ -27,6 +28,8 @@ struct server {
     struct http_server *http;
     uv_signal_t sigterm, sigint;
     bool stopping;
+    bool selftest_passed; /* /health is 200 only after it */
+    char exe[4096];
     int exit_code;
 };
 
@@ -103,7 +106,7 @@ static void route_health(struct server *srv, struct http_conn *c, struct http_re
 {
     struct pool_stats st;
     pool_get_stats(srv->pool, &st);
-    bool ok = pool_ready(srv->pool) && !srv->stopping;
+    bool ok = pool_ready(srv->pool) && srv->selftest_passed && !srv->stopping;
     json_t *o = json_pack("{s:s, s:{s:i, s:i, s:i}, s:i, s:I}", "status",
                           ok ? "ok" : (srv->stopping ? "stopping" : "starting"), "workers", "total",
                           st.workers, "ready", st.ready, "idle", st.ready - st.busy, "queued",
@@ -129,23 +132,6 @@ static void on_job_done(struct pool_job *job, int status, const char *type, cons
     free(x);
 }
 
-/* struct ipc_request, script, input: what the worker hands to its child. */
-static char *build_frame(const struct exec_request *er, size_t *len)
-{
-    struct ipc_request rq = {.timeout_ms = er->timeout_ms,
-                             .memory_mb = er->memory_mb,
-                             .script_len = er->script_len,
-                             .input_len = er->input_json ? er->input_len : 0};
-    *len = sizeof(rq) + rq.script_len + rq.input_len;
-    char *f = malloc(*len);
-    if (!f)
-        return NULL;
-    char *p = mempcpy(f, &rq, sizeof(rq));
-    p = mempcpy(p, er->script, rq.script_len);
-    memcpy(p, er->input_json, rq.input_len);
-    return f;
-}
-
 static void route_execute(struct server *srv, struct http_conn *c, struct http_request *req)
 {
     if (!request_content_type_ok(req->content_type))
@@ -159,7 +145,8 @@ static void route_execute(struct server *srv, struct http_conn *c, struct http_r
 
     struct exec_ctx *x = calloc(1, sizeof(*x));
     if (x)
-        x->job.frame = build_frame(&er, &x->job.frame_len);
+        x->job.frame = ipc_request_new(er.timeout_ms, er.memory_mb, er.script, er.script_len,
+                                       er.input_json, er.input_len, &x->job.frame_len);
     request_free(&er);
     if (!x || !x->job.frame) {
         free(x);
@@ -238,10 +225,9 @@ static void on_pool_stopped(void *data)
     close_signals(data);
 }
 
-static void on_pool_fatal(void *data)
+/* Fail closed: a sandbox that does not hold means no service. */
+static void fail_start(struct server *srv)
 {
-    struct server *srv = data;
-    fprintf(stderr, "pyexecd: the worker pool could not start; see the messages above\n");
     srv->exit_code = 1;
     srv->stopping = true;
     if (srv->http)
@@ -249,6 +235,43 @@ static void on_pool_fatal(void *data)
     srv->http = NULL;
     close_signals(srv);
     pool_stop(srv->pool, 0, NULL, NULL);
+}
+
+static void on_pool_fatal(void *data)
+{
+    fprintf(stderr, "pyexecd: the worker pool could not start; see the messages above\n");
+    fail_start(data);
+}
+
+static void on_selftest_done(bool ok, const char *why, void *data)
+{
+    struct server *srv = data;
+#ifdef PYEXEC_UNCONFINED
+    fprintf(stderr, "pyexecd: UNCONFINED benchmark build: the self-test %s%s; serving anyway\n",
+            ok ? "passed?!" : "failed as it must: ", why);
+    ok = true;
+#else
+    if (ok)
+        fprintf(stderr, "pyexecd: sandbox self-test passed\n");
+#endif
+    if (!ok) {
+        fprintf(stderr, "pyexecd: sandbox self-test failed: %s; refusing to serve\n", why);
+        return fail_start(srv);
+    }
+    srv->selftest_passed = true;
+    fprintf(stderr, "pyexecd: ready: %ld workers warm\n", srv->cfg.workers);
+}
+
+static void on_pool_ready(void *data)
+{
+    struct server *srv = data;
+    char dir[sizeof(srv->exe)];
+    snprintf(dir, sizeof(dir), "%s", srv->exe);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    if (selftest_start(srv->pool, srv->cfg.workers, dir, on_selftest_done, srv))
+        fail_start(srv);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -264,14 +287,14 @@ static void on_signal(uv_signal_t *sig, int signum)
     pool_stop(srv->pool, srv->cfg.shutdown_timeout_ms, on_pool_stopped, srv);
 }
 
-static int serve(struct server *srv, const char *exe)
+static int serve(struct server *srv)
 {
-    int r = pool_start(srv->loop, &srv->cfg, exe, &srv->pool);
+    int r = pool_start(srv->loop, &srv->cfg, srv->exe, &srv->pool);
     if (r) {
         fprintf(stderr, "pyexecd: cannot start the template: %s\n", uv_strerror(r));
         return 1;
     }
-    pool_on_fatal(srv->pool, on_pool_fatal, srv);
+    pool_set_callbacks(srv->pool, on_pool_ready, on_pool_fatal, srv);
 
     struct http_server_opts o = {
         .max_header_bytes = 16384,
@@ -322,11 +345,10 @@ int main(int argc, char **argv)
     if (r)
         return r > 0 ? 0 : 2;
     setvbuf(stdout, NULL, _IOLBF, 0); /* one log line, one write */
-    char exe[4096];
-    size_t exe_len = sizeof(exe);
-    if (uv_exepath(exe, &exe_len)) {
+    size_t exe_len = sizeof(srv.exe);
+    if (uv_exepath(srv.exe, &exe_len)) {
         fprintf(stderr, "pyexecd: cannot find its own executable\n");
         return 1;
     }
-    return serve(&srv, exe);
+    return serve(&srv);
 }

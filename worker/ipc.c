@@ -168,3 +168,20 @@ int ipc_recv_spawn(int sock, uint32_t *slot, int *fd)
     *slot = m.slot;
     return 0;
 }
+
+char *ipc_request_new(uint32_t timeout_ms, uint32_t memory_mb, const char *script,
+                      size_t script_len, const char *input, size_t input_len, size_t *len)
+{
+    struct ipc_request rq = {.timeout_ms = timeout_ms,
+                             .memory_mb = memory_mb,
+                             .script_len = script_len,
+                             .input_len = input ? input_len : 0};
+    *len = sizeof(rq) + rq.script_len + rq.input_len;
+    char *f = malloc(*len);
+    if (!f)
+        return NULL;
+    char *p = mempcpy(f, &rq, sizeof(rq));
+    p = mempcpy(p, script, rq.script_len);
+    memcpy(p, input, rq.input_len);
+    return f;
+}

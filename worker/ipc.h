@@ -82,6 +82,11 @@ int ipc_read(int fd, size_t max, struct ipc_hdr *hdr, char **payload);
 int ipc_send_spawn(int sock, uint32_t slot, int fd);
 int ipc_recv_spawn(int sock, uint32_t *slot, int *fd);
 
+/* Build an IPC_REQUEST payload (malloc'd, length in *len); input may be
+ * NULL. Returns NULL on ENOMEM. */
+char *ipc_request_new(uint32_t timeout_ms, uint32_t memory_mb, const char *script,
+                      size_t script_len, const char *input, size_t input_len, size_t *len);
+
 /* Wipe and free a payload: request data must not outlive its use. */
 void ipc_free(char *payload, size_t len);
 

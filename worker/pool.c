@@ -75,8 +75,9 @@ struct pool {
     unsigned queued;
     uint64_t respawns;
     char *versions, *sandbox;
+    void (*ready_cb)(void *);
     void (*fatal_cb)(void *);
-    void *fatal_data;
+    void *cb_data;
     void (*stop_cb)(void *);
     void *stop_data;
 };
@@ -219,7 +220,8 @@ static void on_ready(struct pool_slot *s, const char *payload, size_t len)
     json_decref(o);
     if (!p->ever_ready && pool_ready(p)) {
         p->ever_ready = true;
-        fprintf(stderr, "pyexecd: ready: %u workers warm\n", p->nslots);
+        if (p->ready_cb)
+            p->ready_cb(p->cb_data);
     }
     dispatch(p);
 }
@@ -241,6 +243,7 @@ static void on_reply(struct pool_slot *s, const char *payload, size_t len)
         type[r.type_len] = '\0';
         const char *body = payload + sizeof(r) + r.type_len;
         j->slot = NULL;
+        job_free_frame(j);
         j->done(j, r.status, type, body, len - sizeof(r) - r.type_len);
     }
     dispatch(s->pool);
@@ -443,7 +446,7 @@ static void on_template_exit(uv_process_t *proc, int64_t status, int sig)
     fprintf(stderr, "pyexecd: the template exited (status %lld, signal %d)\n", (long long)status,
             sig);
     if (!p->ever_ready && p->fatal_cb)
-        return p->fatal_cb(p->fatal_data);
+        return p->fatal_cb(p->cb_data);
     /* Its workers die with it; their channels report EOF. */
     uv_timer_start(&p->restart_timer, on_restart_due, TEMPLATE_RESTART_MS, 0);
 }
@@ -609,10 +612,11 @@ const char *pool_sandbox(const struct pool *p)
     return p->sandbox;
 }
 
-void pool_on_fatal(struct pool *p, void (*cb)(void *), void *data)
+void pool_set_callbacks(struct pool *p, void (*ready)(void *), void (*fatal)(void *), void *data)
 {
-    p->fatal_cb = cb;
-    p->fatal_data = data;
+    p->ready_cb = ready;
+    p->fatal_cb = fatal;
+    p->cb_data = data;
 }
 
 /* Drained, or out of time: answer what is left, close every channel. */

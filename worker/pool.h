@@ -54,9 +54,10 @@ const char *pool_versions(const struct pool *p);
 /* The confinement layers a worker reported (seccomp/status.h's JSON), or NULL. */
 const char *pool_sandbox(const struct pool *p);
 
-/* Called if the template dies before any worker was ever ready: the service
- * cannot start (Python, numpy or pandas missing, sandbox refused...). */
-void pool_on_fatal(struct pool *p, void (*cb)(void *data), void *data);
+/* ready: every worker is warm for the first time. fatal: the template died
+ * before that, so the service cannot start (Python, numpy or pandas missing,
+ * sandbox refused...). */
+void pool_set_callbacks(struct pool *p, void (*ready)(void *), void (*fatal)(void *), void *data);
 
 /* Stop taking jobs; let running and queued ones finish within timeout_ms,
  * answer the rest 503; then stop workers and template and call cb. */

@@ -1,0 +1,113 @@
+/* Start-up self-test. Unconfined, each probe below succeeds (and the exec
+ * even replaces the child), so a sandbox that silently failed to load cannot
+ * pass it. */
+#include "server/selftest.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/ipc.h"
+
+static const char probe_script[] =
+    "import ctypes, os, socket\n"
+    "def main(forbidden_dir):\n"
+    "    libc = ctypes.CDLL(None, use_errno=True)\n"
+    "    def refused(attempt):\n"
+    "        try:\n"
+    "            attempt()\n"
+    "        except OSError:\n"
+    "            return 'refused'\n"
+    "        return 'allowed'\n"
+    "    def write():\n"
+    "        with open(os.path.join(forbidden_dir, '.pyexec-selftest'), 'w') as f:\n"
+    "            f.write('x')\n"
+    "    def unshare():\n"
+    "        if libc.syscall(272, 0) != 0:  # unshare(0): a no-op when allowed\n"
+    "            raise OSError(ctypes.get_errno(), 'unshare')\n"
+    "    return {'socket': refused(socket.socket), 'write': refused(write),\n"
+    "            'syscall': refused(unshare),\n"
+    "            'exec': refused(lambda: os.execv('/bin/true', ['true']))}\n";
+
+static const char *const probes[] = {"socket", "write", "syscall", "exec"};
+
+struct selftest {
+    struct pool_job *jobs;
+    unsigned pending;
+    bool ok;
+    char why[256];
+    void (*done)(bool, const char *, void *);
+    void *data;
+};
+
+struct selftest_job {
+    struct pool_job job; /* first: the pool hands it back */
+    struct selftest *t;
+};
+
+static void fail(struct selftest *t, const char *fmt, const char *what)
+{
+    if (t->ok)
+        snprintf(t->why, sizeof(t->why), fmt, what);
+    t->ok = false;
+}
+
+static void on_answer(struct pool_job *job, int status, const char *type, const char *body,
+                      size_t len)
+{
+    struct selftest *t = ((struct selftest_job *)job)->t;
+    json_t *o = json_loadb(body, len, 0, NULL);
+    json_t *result = json_object_get(o, "result");
+    if (status != 200)
+        fail(t, "the probe script failed (%s)", type);
+    for (size_t i = 0; status == 200 && i < sizeof(probes) / sizeof(*probes); i++) {
+        const char *got = json_string_value(json_object_get(result, probes[i]));
+        if (!got || strcmp(got, "refused"))
+            fail(t, "%s was not refused", probes[i]);
+    }
+    json_decref(o);
+    if (--t->pending)
+        return;
+    t->done(t->ok, t->why, t->data);
+    free(t->jobs);
+    free(t);
+}
+
+int selftest_start(struct pool *p, unsigned workers, const char *forbidden_dir,
+                   void (*done)(bool ok, const char *why, void *data), void *data)
+{
+    struct selftest *t = calloc(1, sizeof(*t));
+    json_t *arg = json_string(forbidden_dir);
+    char *input = json_dumps(arg, JSON_ENCODE_ANY);
+    json_decref(arg);
+    if (!t || !input)
+        goto nomem;
+    struct selftest_job *jobs = calloc(workers, sizeof(*jobs));
+    if (!jobs)
+        goto nomem;
+    t->jobs = &jobs[0].job;
+    t->ok = true;
+    t->done = done;
+    t->data = data;
+    t->pending = workers;
+    for (unsigned i = 0; i < workers; i++) {
+        jobs[i].t = t;
+        jobs[i].job.done = on_answer;
+        jobs[i].job.frame = ipc_request_new(10000, 256, probe_script, strlen(probe_script), input,
+                                            strlen(input), &jobs[i].job.frame_len);
+        /* Submitted together, one lands on each idle worker. */
+        if (!jobs[i].job.frame || pool_submit(p, &jobs[i].job)) {
+            free(jobs[i].job.frame);
+            jobs[i].job.frame = NULL;
+            on_answer(&jobs[i].job, 500, "internal", "{}", 2);
+        }
+    }
+    free(input);
+    return 0;
+nomem:
+    free(input);
+    free(t);
+    return -ENOMEM;
+}

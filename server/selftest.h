@@ -1,0 +1,17 @@
+/* The fail-closed start-up check: before /health turns 200, one script per
+ * worker goes through the real fork path and must find a socket, an exec, a
+ * write outside its temp dir and a forbidden syscall refused, while itself
+ * running fine. Runs in the acceptor; started by main.c once the pool is warm. */
+#ifndef PYEXEC_SELFTEST_H
+#define PYEXEC_SELFTEST_H
+
+#include <stdbool.h>
+
+#include "worker/pool.h"
+
+/* Submit the checks; done(ok, why, data) is called once, when every answer is
+ * in. why names what was not refused. Returns 0 or -errno. */
+int selftest_start(struct pool *p, unsigned workers, const char *forbidden_dir,
+                   void (*done)(bool ok, const char *why, void *data), void *data);
+
+#endif

@@ -1,0 +1,175 @@
+"""The escape suite: every way out SPEC's sandbox promise closes, attempted
+through /execute. Each probe returns "ESCAPED" if the forbidden thing worked;
+none may, and the service must keep serving after each."""
+import os
+import threading
+
+import pytest
+
+from conftest import PYEXECD, Server
+
+ESCAPES = {
+    "socket_to_own_port": "import socket\ndef main(port):\n    socket.create_connection(('127.0.0.1', port), 2)\n    return 'ESCAPED'",
+    "dns": "import socket\ndef main(port):\n    socket.getaddrinfo('localhost', 80)\n    return 'ESCAPED'",
+    "os_system": "import os\ndef main(port):\n    return 'ESCAPED' if os.system('true') == 0 else 'refused'",
+    "subprocess": "import subprocess\ndef main(port):\n    subprocess.run(['/bin/true'])\n    return 'ESCAPED'",
+    "os_fork": "import os\ndef main(port):\n    if os.fork() == 0:\n        os._exit(0)\n    return 'ESCAPED'",
+    "multiprocessing": (
+        "import multiprocessing\ndef work():\n    pass\n"
+        "def main(port):\n    p = multiprocessing.Process(target=work)\n    p.start()\n    p.join()\n    return 'ESCAPED'"
+    ),
+    "kill_parent": "import os, signal\ndef main(port):\n    os.kill(os.getppid(), signal.SIGKILL)\n    return 'ESCAPED'",
+    "kill_everyone": "import os, signal\ndef main(port):\n    os.kill(-1, signal.SIGKILL)\n    return 'ESCAPED'",
+    "read_parent_environ": "import os\ndef main(port):\n    open(f'/proc/{os.getppid()}/environ', 'rb').read()\n    return 'ESCAPED'",
+    "read_parent_mem": (
+        "import os\ndef main(port):\n    with open(f'/proc/{os.getppid()}/mem', 'rb') as f:\n"
+        "        f.seek(0x400000)\n        f.read(16)\n    return 'ESCAPED'"
+    ),
+    "write_root": "def main(port):\n    open('/pyexec-escape', 'w').write('x')\n    return 'ESCAPED'",
+    "write_etc": "def main(port):\n    open('/etc/pyexec-escape', 'w').write('x')\n    return 'ESCAPED'",
+    "write_tmp": "def main(port):\n    open('/tmp/pyexec-escape', 'w').write('x')\n    return 'ESCAPED'",
+    "symlink_to_etc": (
+        "import os\ndef main(port):\n    os.symlink('/etc', 'etc')\n"
+        "    open('etc/pyexec-escape', 'w').write('x')\n    return 'ESCAPED'"
+    ),
+    "read_passwd": "def main(port):\n    open('/etc/passwd').read()\n    return 'ESCAPED'",
+    "fill_disk": (
+        "def main(port):\n    with open('big', 'wb') as f:\n"
+        "        for _ in range(64):\n            f.write(b'x' * (1 << 20))\n    return 'ESCAPED'"
+    ),
+    "fill_disk_many_files": (
+        "def main(port):\n    for i in range(64):\n"
+        "        with open(f'f{i}', 'wb') as f:\n            f.write(b'x' * (1 << 20))\n    return 'ESCAPED'"
+    ),
+}
+
+# Raw syscalls through ctypes: number and arguments that succeed unconfined.
+RAW = {
+    "socket": (41, 2, 1, 0),
+    "execve": (59, 0, 0, 0),
+    "ptrace": (101, 0, 0, 0),
+    "io_uring_setup": (425, 1, 0, 0),
+    "bpf": (321, 0, 0, 0),
+    "userfaultfd": (323, 0, 0, 0),
+    "unshare": (272, 0, 0, 0),
+    "mount": (165, 0, 0, 0),
+    "keyctl": (250, 0, 0, 0),
+    "perf_event_open": (298, 0, 0, 0),
+}
+RAW_SCRIPT = (
+    "import ctypes\n"
+    "def main(args):\n"
+    "    libc = ctypes.CDLL(None, use_errno=True)\n"
+    "    r = libc.syscall(*args)\n"
+    "    return {'r': r, 'errno': ctypes.get_errno()}\n"
+)
+
+
+def still_serving(server):
+    status, data = server.execute("def main():\n    return 'alive'")
+    assert (status, data["result"]) == (200, "alive")
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_escape_refused(server, name):
+    status, data = server.execute(ESCAPES[name], input=server.port)
+    if status == 200:
+        assert data["result"] == "refused", data  # os.system reports failure as -1
+    else:
+        assert status == 400 and data["type"] in ("exception", "killed"), data
+    still_serving(server)
+
+
+@pytest.mark.parametrize("name", sorted(RAW))
+def test_raw_syscall_refused(server, name):
+    status, data = server.execute(RAW_SCRIPT, input=list(RAW[name]))
+    assert status == 200, data
+    assert data["result"] == {"r": -1, "errno": 1}, data  # EPERM
+    still_serving(server)
+
+
+def test_service_dir_not_writable(server):
+    target = os.path.dirname(os.path.abspath(server.proc.args[0]))
+    script = "import os\ndef main(d):\n    open(os.path.join(d, 'escape'), 'w').write('x')\n    return 'ESCAPED'"
+    status, data = server.execute(script, input=target)
+    assert status == 400 and data["type"] == "exception"
+    assert not os.path.exists(os.path.join(target, "escape"))
+
+
+def test_no_inherited_socket_or_stray_fd(server):
+    script = (
+        "import os, stat\n"
+        "def main():\n"
+        "    fds = [fd for fd in range(1024) if os.path.exists(f'/proc/self/fd/{fd}')]\n"
+        "    socks = [fd for fd in fds if stat.S_ISSOCK(os.fstat(fd).st_mode)]\n"
+        "    return {'fds': fds, 'sockets': socks}\n"
+    )
+    status, data = server.execute(script)
+    assert status == 200, data
+    assert data["result"]["sockets"] == []
+    assert data["result"]["fds"] == [0, 1, 2, 3]  # request, stdout, stderr, result
+
+
+def test_seccomp_in_force_inside_user_code(server):
+    script = "def main():\n    return [l for l in open('/proc/self/status') if l.startswith('Seccomp:')][0].split()[1]"
+    status, data = server.execute(script)
+    assert (status, data["result"]) == (200, "2")
+
+
+def test_environment_is_clean(make_server):
+    s = make_server("--workers", "1", env={"SECRET_TOKEN": "hunter2"})
+    status, data = s.execute("import os\ndef main():\n    return dict(os.environ)")
+    assert status == 200
+    env = data["result"]
+    assert "SECRET_TOKEN" not in env and "hunter2" not in str(env)
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"}
+
+
+def test_runs_unprivileged(server):
+    status, data = server.execute("import os\ndef main():\n    return [os.getuid(), os.geteuid(), os.getgroups()]")
+    assert status == 200
+    if os.geteuid() == 0:
+        assert data["result"] == [65534, 65534, []]
+
+
+def test_cannot_read_concurrent_requests_temp_files(server):
+    secret = "S3CRET-" + os.urandom(6).hex()
+    holder = (
+        "import threading\n"
+        "def main(secret):\n"
+        "    open('secret.txt', 'w').write(secret)\n"
+        "    threading.Event().wait(1.5)\n"
+        "    return 'held'\n"
+    )
+    # The thief keeps looking for a second while the holder holds its file.
+    thief = (
+        "import glob, time\n"
+        "def main():\n"
+        "    found, end = [], time.monotonic() + 1\n"
+        "    while not found and time.monotonic() < end:\n"
+        "        for path in glob.glob('/tmp/**/secret.txt', recursive=True):\n"
+        "            try:\n"
+        "                found.append(open(path).read())\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "    return found\n"
+    )
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("h", server.execute(holder, input=secret)))
+    t.start()
+    status, data = server.execute(thief)
+    t.join()
+    assert out["h"][0] == 200
+    assert status == 200 and secret not in str(data["result"])
+
+
+def test_self_test_catches_an_unconfined_child():
+    """pyexecd-unconfined is pyexecd with the child's confinement compiled out
+    (a benchmark build). Its start-up self-test must notice."""
+    binary = os.path.join(os.path.dirname(PYEXECD), "pyexecd-unconfined")
+    s = Server("--workers", "1", binary=binary)
+    try:
+        assert any("self-test failed as it must" in l for l in s.lines if l)
+        assert s.request("GET", "/health")[2]["sandbox"] == {"confined": False}
+    finally:
+        s.stop()
