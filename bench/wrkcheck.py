@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 
@@ -63,9 +64,10 @@ def body_of(bench, workload):
     return proc.stdout
 
 
-def check(bench, url, workload, connection_counts, duration, rounds=2, tolerance=0.10):
+def check(bench, url, workload, connection_counts, duration, rounds=3, tolerance=0.10):
     """Alternate wrk and pyexec-bench `rounds` times per connection count (so
-    drift of the server hits both alike); returns rows and whether all agree."""
+    drift of the server hits both alike) and compare the medians; returns rows
+    and whether all agree."""
     body = body_of(bench, workload)
     rows, ok = [], True
     for connections in connection_counts:
@@ -73,9 +75,10 @@ def check(bench, url, workload, connection_counts, duration, rounds=2, tolerance
         for _ in range(rounds):
             runs["wrk"].append(run_wrk(url, body, connections, duration))
             runs["pyexec-bench"].append(run_ours(bench, url, workload, connections, duration))
-        mean = {tool: {k: sum(r[k] for r in rs) / len(rs) for k in ("rps", "p50", "errors")}
-                for tool, rs in runs.items()}
-        row = {"connections": connections, "wrk": mean["wrk"], "ours": mean["pyexec-bench"]}
+        # Medians: one run disturbed by something else on the machine does not decide.
+        mid = {tool: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "errors")}
+               for tool, rs in runs.items()}
+        row = {"connections": connections, "wrk": mid["wrk"], "ours": mid["pyexec-bench"]}
         row["rps_diff"] = row["ours"]["rps"] / row["wrk"]["rps"] - 1
         row["p50_diff"] = row["ours"]["p50"] / row["wrk"]["p50"] - 1
         row["agree"] = abs(row["rps_diff"]) <= tolerance and abs(row["p50_diff"]) <= tolerance
@@ -87,7 +90,7 @@ def check(bench, url, workload, connection_counts, duration, rounds=2, tolerance
 def markdown(rows, server_label, workload, duration, rounds):
     lines = [
         f"Server: {server_label}, workload `{workload}`, closed loop, {duration} s per run, "
-        f"runs alternated {rounds}x per tool and averaged; wrk run as `wrk -t1 -cN --latency "
+        f"runs alternated {rounds}x per tool, medians compared; wrk run as `wrk -t1 -cN --latency "
         f"-s post.lua`. Agreement required: within 10%.",
         "",
         "| connections | wrk req/s | pyexec-bench req/s | diff | wrk p50 ms | pyexec-bench p50 ms | diff | agree |",

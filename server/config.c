@@ -3,6 +3,7 @@
 #include "server/config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,17 @@ static int set_str(struct config *cfg, const struct str_opt *o, const char *valu
     return 0;
 }
 
+static bool known_option(const char *name)
+{
+    for (size_t i = 0; i < N_INT; i++)
+        if (!strcmp(name, int_opts[i].flag))
+            return true;
+    for (size_t i = 0; i < N_STR; i++)
+        if (!strcmp(name, str_opts[i].flag))
+            return true;
+    return false;
+}
+
 /* Apply one option by flag name; returns 0, -ENOENT if unknown, -EINVAL. */
 static int set_option(struct config *cfg, const char *name, const char *value, const char *source,
                       FILE *err)
@@ -139,6 +151,10 @@ int config_load(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
             value = eq + 1;
         } else {
             snprintf(name, sizeof(name), "%s", arg + 2);
+            if (!known_option(name)) {
+                fprintf(err, "pyexecd: unknown flag \"%s\" (see --help)\n", arg);
+                return -EINVAL;
+            }
             if (i + 1 >= argc) {
                 fprintf(err, "pyexecd: %s needs a value (see --help)\n", arg);
                 return -EINVAL;

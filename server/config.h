@@ -10,11 +10,11 @@
  * Per-request fields (timeout_ms, memory_mb) may only lower the server's value:
  * the server's value is the cap. workers = 0 means "one per CPU". */
 #define CONFIG_INTS(X)                                                                             \
-    X(port, "port", "PORT", 8080, 0, 65535, "TCP port to listen on (0: any free port)")          \
+    X(port, "port", "PORT", 8080, 0, 65535, "TCP port to listen on (0: any free port)")            \
     X(workers, "workers", "PYEXEC_WORKERS", 0, 0, 256, "worker processes; 0 = one per CPU")        \
     X(queue, "queue", "PYEXEC_QUEUE", 64, 0, 100000,                                               \
       "requests that may wait for a worker; beyond it: 503")                                       \
-    X(queue_timeout_ms, "queue-timeout-ms", "PYEXEC_QUEUE_TIMEOUT_MS", 10000, 1, 600000,          \
+    X(queue_timeout_ms, "queue-timeout-ms", "PYEXEC_QUEUE_TIMEOUT_MS", 10000, 1, 600000,           \
       "longest wait for a worker before 503")                                                      \
     X(timeout_ms, "timeout-ms", "PYEXEC_TIMEOUT_MS", 15000, 1, 3600000,                            \
       "wall-clock limit per script (cap for the request's timeout_ms)")                            \
@@ -26,25 +26,26 @@
       "largest request body (script + input); larger: 413")                                        \
     X(output_kb, "output-kb", "PYEXEC_OUTPUT_KB", 1024, 1, 1048576,                                \
       "cap on each of stdout and stderr")                                                          \
-    X(result_kb, "result-kb", "PYEXEC_RESULT_KB", 10240, 1, 1048576, "cap on the result JSON")    \
-    X(tmp_kb, "tmp-kb", "PYEXEC_TMP_KB", 16384, 0, 1048576, "private temp dir per script")        \
+    X(result_kb, "result-kb", "PYEXEC_RESULT_KB", 10240, 1, 1048576, "cap on the result JSON")     \
+    X(tmp_kb, "tmp-kb", "PYEXEC_TMP_KB", 16384, 0, 1048576, "private temp dir per script")         \
     X(max_connections, "max-connections", "PYEXEC_MAX_CONNECTIONS", 1024, 1, 1000000,              \
       "open client connections; beyond it new ones are closed")                                    \
-    X(idle_timeout_ms, "idle-timeout-ms", "PYEXEC_IDLE_TIMEOUT_MS", 30000, 100, 3600000,          \
+    X(idle_timeout_ms, "idle-timeout-ms", "PYEXEC_IDLE_TIMEOUT_MS", 30000, 100, 3600000,           \
       "a connection idle or trickling a request this long is closed")                              \
-    X(shutdown_timeout_ms, "shutdown-timeout-ms", "PYEXEC_SHUTDOWN_TIMEOUT_MS", 8000, 0, 600000,  \
+    X(shutdown_timeout_ms, "shutdown-timeout-ms", "PYEXEC_SHUTDOWN_TIMEOUT_MS", 8000, 0, 600000,   \
       "on SIGTERM, how long in-flight requests may finish")
 
 /* X(field, flag, env, default, help) */
 #define CONFIG_STRINGS(X)                                                                          \
     X(host, "host", "PYEXEC_HOST", "0.0.0.0", "address to listen on")                              \
-    X(user, "user", "PYEXEC_USER", "65534", "uid (or user name) scripts run as when started as root")
+    X(user, "user", "PYEXEC_USER", "65534",                                                        \
+      "uid (or user name) scripts run as when started as root")
 
 #define CONFIG_STRING_MAX 128
 
 struct config {
 #define X_INT(field, flag, env, def, min, max, help) long field;
-#define X_STR(field, flag, env, def, help) char field[CONFIG_STRING_MAX];
+#define X_STR(field, flag, env, def, help)           char field[CONFIG_STRING_MAX];
     CONFIG_INTS(X_INT) CONFIG_STRINGS(X_STR)
 #undef X_INT
 #undef X_STR

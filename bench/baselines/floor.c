@@ -18,7 +18,7 @@
 
 /* Runs in the child: returns (status, JSON bytes). */
 static const char harness_source[] =
-    "import json, numpy, pandas\n"
+    "import gc, json, numpy, pandas\n"
     "def run(body):\n"
     "    try:\n"
     "        req = json.loads(body)\n"
@@ -27,7 +27,11 @@ static const char harness_source[] =
     "        result = ns['main'](req['input']) if 'input' in req else ns['main']()\n"
     "        return 200, json.dumps({'result': result, 'stdout': '', 'stderr': ''}).encode()\n"
     "    except Exception as e:\n"
-    "        return 400, json.dumps({'error': str(e), 'type': 'exception'}).encode()\n";
+    "        return 400, json.dumps({'error': str(e), 'type': 'exception'}).encode()\n"
+    /* As pyexecd's template does: keep the collector off the inherited heap so a
+     * child's collection does not copy the parent's pages. */
+    "gc.collect()\n"
+    "gc.freeze()\n";
 
 struct client {
     uv_tcp_t tcp;

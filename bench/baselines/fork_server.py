@@ -24,6 +24,7 @@ import pandas  # noqa: E402,F401
 
 # Keep the collector off the inherited heap: otherwise a child's first full
 # collection touches every object and copies most of the parent's pages.
+gc.collect()
 gc.freeze()
 
 # Forks are serialised: fork() while another thread holds a lock is unsafe, and
@@ -93,12 +94,18 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(*execute(body))
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # clients hanging up mid-answer at the end of a run are normal
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     port = parser.parse_args().port
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
+    server = QuietServer(("127.0.0.1", port), Handler)
     print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
     server.serve_forever()
 

@@ -166,3 +166,23 @@ def test_temp_dirs_removed_after_requests(server):
         runs = os.listdir(d)
         # at most the waiting spare's dir and one child not yet reaped
         assert len(runs) <= 2, runs
+
+
+def test_client_disconnect_kills_the_script(make_server):
+    s = make_server("--workers", "1")
+    body = json.dumps({"script": "import threading\ndef main():\n    threading.Event().wait(60)"}).encode()
+    import socket
+
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(
+            b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        wait_idle_below(s, 1)  # the script is running
+    # The client is gone: the worker must be free long before the script's 60 s.
+    for _ in range(20000):
+        if s.request("GET", "/health")[2]["workers"]["idle"] == 1:
+            break
+    else:
+        raise AssertionError("the abandoned script is still running")
+    assert s.execute("def main(): return 'next'")[1]["result"] == "next"
