@@ -334,16 +334,16 @@ static void on_answer_written(uv_write_t *wreq, int status)
 }
 
 /* One allocation holds the write request, the head and a copy of the body. */
-static int write_answer(struct http_conn *c, int status, const char *extra_headers,
-                        const char *body, size_t body_len)
+static int write_answer(struct http_conn *c, int status, const char *content_type,
+                        const char *extra_headers, const char *body, size_t body_len)
 {
     const char *connection = c->keep_alive && !c->server->stopping ? "keep-alive" : "close";
     char *head;
     int head_len = asprintf(&head,
-                            "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                             "Content-Length: %zu\r\nX-Request-Id: %s\r\nConnection: %s\r\n%s\r\n",
-                            status, http_status_text(status), body_len, c->req.request_id,
-                            connection, extra_headers ? extra_headers : "");
+                            status, http_status_text(status), content_type, body_len,
+                            c->req.request_id, connection, extra_headers ? extra_headers : "");
     if (head_len < 0)
         return -ENOMEM;
     struct write_job *job = malloc(sizeof(*job) + (size_t)head_len + body_len);
@@ -373,12 +373,18 @@ static int write_answer(struct http_conn *c, int status, const char *extra_heade
 int http_respond(struct http_conn *c, int status, const char *extra_headers, const char *body,
                  size_t body_len)
 {
+    return http_respond_as(c, status, "application/json", extra_headers, body, body_len);
+}
+
+int http_respond_as(struct http_conn *c, int status, const char *content_type,
+                    const char *extra_headers, const char *body, size_t body_len)
+{
     if (!c || c->state != CONN_BUSY)
         return -EINVAL;
     /* The dispatcher is done with the request; drop its body now. */
     free(c->req.body);
     c->req.body = NULL;
-    int rc = write_answer(c, status, extra_headers, body, body_len);
+    int rc = write_answer(c, status, content_type, extra_headers, body, body_len);
     if (rc < 0) {
         c->state = CONN_READING; /* not BUSY: no on_abort for an answered request */
         conn_close(c);
@@ -396,7 +402,7 @@ static void answer_and_close(struct http_conn *c, int status, const char *type, 
         generate_request_id(c->server, c->req.request_id);
     c->keep_alive = false;
     uv_timer_stop(&c->timer);
-    if (!body || write_answer(c, status, extra_headers, body, len) < 0)
+    if (!body || write_answer(c, status, "application/json", extra_headers, body, len) < 0)
         conn_close(c);
     free(body);
 }

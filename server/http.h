@@ -63,6 +63,10 @@ unsigned http_server_connections(const struct http_server *s);
 int http_respond(struct http_conn *c, int status, const char *extra_headers, const char *body,
                  size_t body_len);
 
+/* The same with another Content-Type (e.g. Prometheus text for /metrics). */
+int http_respond_as(struct http_conn *c, int status, const char *content_type,
+                    const char *extra_headers, const char *body, size_t body_len);
+
 /* The per-connection pointer the dispatcher may hang its state on. */
 void http_conn_set_data(struct http_conn *c, void *data);
 void *http_conn_get_data(struct http_conn *c);

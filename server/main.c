@@ -15,6 +15,7 @@
 #include "server/config.h"
 #include "server/errors.h"
 #include "server/http.h"
+#include "server/metrics.h"
 #include "server/request.h"
 #include "server/selftest.h"
 #include "worker/ipc.h"
@@ -43,16 +44,22 @@ struct exec_ctx {
 
 /* --- logging: one JSON line per request, in the shape Cloud Logging reads */
 
+static const char *severity(int status)
+{
+    return status == 503 ? "WARNING" : status >= 500 ? "ERROR" : "INFO";
+}
+
 static void log_request(const struct http_request *req, int status, const char *type)
 {
     double secs = (uv_hrtime() - req->start_ns) / 1e9;
-    char latency[32];
+    metrics_request(status, type, secs);
+    char latency[32], message[1200];
     snprintf(latency, sizeof(latency), "%.6fs", secs);
-    json_t *line =
-        json_pack("{s:s, s:s++, s:{s:s, s:s, s:i, s:s}, s:s, s:s}", "severity",
-                  status >= 500 ? "ERROR" : "INFO", "message", req->method, " ", req->path,
-                  "httpRequest", "requestMethod", req->method, "requestUrl", req->path, "status",
-                  status, "latency", latency, "type", type, "request_id", req->request_id);
+    snprintf(message, sizeof(message), "%s %s %d %s", req->method, req->path, status, type);
+    json_t *line = json_pack("{s:s, s:s, s:{s:s, s:s, s:i, s:s}, s:s, s:s}", "severity",
+                             severity(status), "message", message, "httpRequest", "requestMethod",
+                             req->method, "requestUrl", req->path, "status", status, "latency",
+                             latency, "type", type, "request_id", req->request_id);
     if (!line)
         return;
     if (req->trace[0])
@@ -96,10 +103,11 @@ static void route_root(struct server *srv, struct http_conn *c, struct http_requ
 {
     (void)srv;
     respond_json(c, req, 200,
-                 json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "service", "pyexec", "version",
-                           PYEXEC_VERSION, "endpoints", "POST /execute",
+                 json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s, s:s}}", "service", "pyexec",
+                           "version", PYEXEC_VERSION, "endpoints", "POST /execute",
                            "run a script's main() and return its result", "GET /health",
-                           "200 once every worker is warm", "GET /", "this document"));
+                           "200 once every worker is warm", "GET /metrics", "Prometheus metrics",
+                           "GET /openapi.json", "the API, OpenAPI 3.1", "GET /", "this document"));
 }
 
 static void route_health(struct server *srv, struct http_conn *c, struct http_request *req)
@@ -127,6 +135,9 @@ static void on_job_done(struct pool_job *job, int status, const char *type, cons
                         size_t len)
 {
     struct exec_ctx *x = (struct exec_ctx *)job;
+    if (job->dispatched_ns)
+        metrics_execution((job->dispatched_ns - job->queued_ns) / 1e9,
+                          (uv_hrtime() - job->dispatched_ns) / 1e9);
     const char *headers = status == 503 ? "Retry-After: 1\r\n" : "";
     respond(x->conn, x->req, status, type, headers, body, len);
     free(x);
@@ -169,6 +180,27 @@ static void route_execute(struct server *srv, struct http_conn *c, struct http_r
     http_conn_set_data(c, x);
 }
 
+extern const char openapi_json[]; /* server/openapi.json, compiled in */
+
+static void route_openapi(struct server *srv, struct http_conn *c, struct http_request *req)
+{
+    (void)srv;
+    respond(c, req, 200, "ok", "", openapi_json, strlen(openapi_json));
+}
+
+static void route_metrics(struct server *srv, struct http_conn *c, struct http_request *req)
+{
+    struct pool_stats st;
+    pool_get_stats(srv->pool, &st);
+    size_t len;
+    char *text = metrics_render(&st, srv->http ? http_server_connections(srv->http) : 0, &len);
+    if (!text)
+        return respond_error(c, req, 500, "internal", "", "Out of memory.");
+    log_request(req, 200, "ok");
+    http_respond_as(c, 200, "text/plain; version=0.0.4; charset=utf-8", "", text, len);
+    free(text);
+}
+
 struct route {
     const char *path, *method;
     void (*handler)(struct server *, struct http_conn *, struct http_request *);
@@ -177,6 +209,8 @@ struct route {
 static const struct route routes[] = {
     {"/execute", "POST", route_execute},
     {"/health", "GET", route_health},
+    {"/metrics", "GET", route_metrics},
+    {"/openapi.json", "GET", route_openapi},
     {"/", "GET", route_root},
 };
 

@@ -360,6 +360,7 @@ static void dispatch(struct pool *p)
         queue_remove(p, j);
         j->slot = s;
         j->attempts++;
+        j->dispatched_ns = uv_hrtime();
         s->job = j;
         s->state = SLOT_BUSY;
         /* A retried job needs its frame again: send a copy, keep the original. */

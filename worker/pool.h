@@ -25,7 +25,8 @@ struct pool_job {
     /* The pool's. */
     struct pool_job *prev, *next;
     struct pool_slot *slot;
-    uint64_t queued_ns;
+    uint64_t queued_ns;     /* uv_hrtime() when submitted */
+    uint64_t dispatched_ns; /* ... and when last handed to a worker */
     int attempts;
 };
 

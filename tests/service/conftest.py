@@ -80,7 +80,9 @@ class Server:
             c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
             data = r.read()
-            return r.status, dict(r.getheaders()), json.loads(data) if data else None
+            if r.getheader("Content-Type", "").startswith("application/json"):
+                data = json.loads(data)
+            return r.status, dict(r.getheaders()), data
         finally:
             c.close()
 
