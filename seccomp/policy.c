@@ -15,6 +15,8 @@
 #include <linux/seccomp.h>
 #include <seccomp.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -413,10 +415,9 @@ static int set_badarch_action(scmp_filter_ctx ctx)
 /* The one function that turns the table into a filter. Fails (never skips)
  * on a name libseccomp does not know, a rule it refuses, or a denied syscall
  * that an allowed group also lists. */
-static int policy_build(scmp_filter_ctx *out)
+static int policy_build(scmp_filter_ctx *out, uint64_t self)
 {
     int rc = -ENOMEM;
-    uint64_t self = (uint64_t)getpid();
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
     if (!ctx)
         goto fail;
@@ -451,15 +452,83 @@ fail:
     return rc;
 }
 
-int policy_apply(void)
+/* Stands for "the loading process's pid" in the compiled program: above any
+ * pid (pid_max is at most 2^22) and unlike any syscall number, flag, ioctl or
+ * prctl constant in the table, so the patch cannot hit anything else. */
+#define SELF_PLACEHOLDER 0x7e55c0deu
+
+static int is_self_site(const struct sock_filter *f)
+{
+    return f->code == (BPF_JMP | BPF_JEQ | BPF_K) && f->k == SELF_PLACEHOLDER;
+}
+
+int policy_compile(struct policy_prog *prog)
 {
     scmp_filter_ctx ctx;
-    int rc = policy_build(&ctx);
+    int rc = policy_build(&ctx, SELF_PLACEHOLDER);
     if (rc < 0)
         return rc;
-    rc = seccomp_load(ctx);
+    int fd = memfd_create("pyexec-policy", MFD_CLOEXEC);
+    off_t size = -1;
+    rc = fd < 0 ? -errno : seccomp_export_bpf(ctx, fd);
     seccomp_release(ctx);
-    return rc < 0 ? rc : 0;
+    if (!rc)
+        size = lseek(fd, 0, SEEK_END);
+    if (rc || size <= 0 || size % sizeof(struct sock_filter) ||
+        size / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+        rc = rc ? rc : -EINVAL;
+        goto out;
+    }
+    prog->insns = malloc(size);
+    if (!prog->insns || pread(fd, prog->insns, size, 0) != size) {
+        free(prog->insns);
+        prog->insns = NULL;
+        rc = -EIO;
+        goto out;
+    }
+    prog->len = size / sizeof(struct sock_filter);
+    prog->self_sites = 0;
+    for (unsigned i = 0; i < prog->len; i++)
+        prog->self_sites += is_self_site(&prog->insns[i]);
+    /* Every "own pid" rule compares its low word against the placeholder. */
+    if (prog->self_sites == 0)
+        rc = -EINVAL;
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+int policy_load(const struct policy_prog *prog)
+{
+    struct sock_filter insns[BPF_MAXINSNS];
+    unsigned sites = 0;
+    if (!prog->insns || prog->len > BPF_MAXINSNS)
+        return -EINVAL;
+    memcpy(insns, prog->insns, prog->len * sizeof(*insns));
+    for (unsigned i = 0; i < prog->len; i++) {
+        if (is_self_site(&insns[i])) {
+            insns[i].k = (uint32_t)getpid();
+            sites++;
+        }
+    }
+    if (sites != prog->self_sites)
+        return -EINVAL;
+    struct sock_fprog fprog = {.len = prog->len, .filter = insns};
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog))
+        return -errno;
+    return 0;
+}
+
+int policy_apply(void)
+{
+    struct policy_prog prog;
+    int rc = policy_compile(&prog);
+    if (rc < 0)
+        return rc;
+    rc = policy_load(&prog);
+    free(prog.insns);
+    return rc;
 }
 
 static const char *match_text(const struct rule *r)
@@ -486,11 +555,13 @@ static const char *match_text(const struct rule *r)
 int policy_print(FILE *out)
 {
     scmp_filter_ctx ctx;
-    int rc = policy_build(&ctx);
+    int rc = policy_build(&ctx, SELF_PLACEHOLDER);
     if (rc < 0)
         return rc;
     fprintf(out, "# pyexec child seccomp policy: default EPERM, bad arch %s\n",
             policy_kill_process_available() ? "KILL_PROCESS" : "KILL_THREAD");
+    fprintf(out, "# (0x%x in the compiled filter stands for the child's own pid)\n",
+            SELF_PLACEHOLDER);
     for (size_t g = 0; g < POLICY_GROUPS; g++) {
         fprintf(out, "# [%s]\n", policy[g].name);
         for (size_t i = 0; i < policy[g].count; i++) {

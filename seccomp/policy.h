@@ -4,13 +4,29 @@
 #ifndef PYEXEC_POLICY_H
 #define PYEXEC_POLICY_H
 
+#include <linux/filter.h>
 #include <stdio.h>
 
-/* Compile the table for the calling process (kill/tgkill/tkill/prlimit64 are
- * limited to getpid()) and load it. Anything not listed fails with EPERM;
- * clone3 fails with ENOSYS so libc falls back to clone; non-native
- * architectures (i386 int 0x80, x32) kill the process. Needs no_new_privs (or
- * CAP_SYS_ADMIN). Returns 0 or -errno; on error no user code may run. */
+/* The table compiled to BPF once (in the worker), for any process: the rules
+ * that name "our own pid" hold a placeholder that policy_load patches.
+ * Compiling takes milliseconds; loading a compiled program, microseconds. */
+struct policy_prog {
+    struct sock_filter *insns;
+    unsigned short len;
+    unsigned self_sites; /* instructions that compare against the placeholder */
+};
+
+int policy_compile(struct policy_prog *prog);
+
+/* In the child: a private copy of prog with the placeholder replaced by
+ * getpid() (kill/tgkill/tkill/prlimit64 limited to itself), loaded with
+ * seccomp(2). Anything not listed fails with EPERM; clone3 fails with ENOSYS
+ * so libc falls back to clone; non-native architectures (i386 int 0x80, x32)
+ * kill the process. Needs no_new_privs. Returns 0 or -errno; on error no user
+ * code may run. */
+int policy_load(const struct policy_prog *prog);
+
+/* policy_compile + policy_load, for a process that compiles its own. */
 int policy_apply(void);
 
 /* Print the table, group by group, then the compiled filter (libseccomp PFC)

@@ -10,7 +10,7 @@
  *   6. privdrop_apply        unprivileged uid/gid, no groups, no capabilities, not dumpable
  *   7. no_new_privs          nothing exec'd could gain privileges; Landlock and seccomp need it
  *   8. landlock_apply        read-only system files, read-write only the temp dir
- *   9. policy_apply          seccomp, last: every step above needs calls it forbids
+ *   9. policy_load           seccomp, last: every step above needs calls it forbids
  * Then READY on fd 3, the request from fd 0, and the script. Until user code
  * runs, any failure writes its reason as the READY payload and exits: the
  * worker trusts only what arrives before READY. */
@@ -155,7 +155,7 @@ static _Noreturn void child_main(const struct child_params *p, pid_t worker, int
     STEP(privdrop_apply(p->uid, p->gid), "privdrop");
     STEP(privdrop_no_new_privs(), "no_new_privs");
     STEP(landlock_apply(tmpdir), "landlock");
-    STEP(policy_apply(), "seccomp");
+    STEP(policy_load(&p->policy), "seccomp");
 #endif
 
     if (ipc_write(FD_RESULT, IPC_READY, NULL, 0))

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "seccomp/policy.h"
 #include "seccomp/rlimits.h"
 #include "worker/tmpdir.h"
 
@@ -16,8 +17,9 @@ struct child_params {
     struct rlimits_spec limits; /* the server's caps; a request may only lower them */
     uid_t uid;                  /* run as this uid/gid when the worker is root; -1: stay */
     gid_t gid;
-    size_t result_cap;   /* bytes of result JSON */
-    const char *scratch; /* the worker's dir in which each child gets its temp dir */
+    size_t result_cap;         /* bytes of result JSON */
+    const char *scratch;       /* the worker's dir in which each child gets its temp dir */
+    struct policy_prog policy; /* compiled once by the worker */
 };
 
 /* The worker's handle on one child. */

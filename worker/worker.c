@@ -245,6 +245,10 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
             return r;
     }
 
+    int r = policy_compile(&w->params.policy); /* each child loads it in microseconds */
+    if (r)
+        return r;
+
     /* Entered once here, so every child inherits them at no cost per request. */
     snprintf(w->scratch, sizeof(w->scratch), "/tmp/pyexec-%d", getpid()); /* see template.c */
     if (mkdir(w->scratch, 0711) && errno != EEXIST)
