@@ -194,7 +194,9 @@ ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS
 
 def prepare_child(tmpdir):
     random.seed()  # from os.urandom
-    numpy.random.seed()  # from the OS as well
+    # numpy's global generator gets a whole fresh MT19937 state from the OS:
+    # as strong as numpy.random.seed() and a third of its cost in a new child.
+    numpy.random.set_state(("MT19937", numpy.frombuffer(os.urandom(2496), numpy.uint32), 624))
     tempfile.tempdir = tmpdir
     os.environ.clear()
     os.environ.update(ENVIRONMENT, HOME=tmpdir, TMPDIR=tmpdir)

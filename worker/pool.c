@@ -57,6 +57,7 @@ struct pool_slot {
     uv_pipe_t chan;
     bool chan_open;
     struct pool_job *job; /* BUSY: the job it serves, NULL if cancelled */
+    uint64_t idle_since;  /* uv_hrtime() when it last became idle */
     char *buf;            /* bytes read, not yet a whole frame */
     size_t len, alloc;
 };
@@ -215,6 +216,7 @@ static void on_ready(struct pool_slot *s, const char *payload, size_t len)
         p->sandbox = json_dumps(sb, JSON_COMPACT);
     }
     s->state = SLOT_IDLE;
+    s->idle_since = uv_hrtime();
     fprintf(stderr, "pyexecd: worker %u ready (pid %lld)\n", s->index,
             (long long)json_integer_value(json_object_get(o, "pid")));
     json_decref(o);
@@ -232,6 +234,7 @@ static void on_reply(struct pool_slot *s, const char *payload, size_t len)
     struct pool_job *j = s->job;
     s->job = NULL;
     s->state = SLOT_IDLE;
+    s->idle_since = uv_hrtime();
     if (len < sizeof(r))
         return slot_down(s);
     memcpy(&r, payload, sizeof(r));
@@ -350,12 +353,23 @@ static void slot_send(struct pool_slot *s, uint32_t kind, char *payload, size_t 
     }
 }
 
+/* The worker idle the longest: it has had the most time to fork its next
+ * spare child since its last request. */
+static struct pool_slot *longest_idle(struct pool *p)
+{
+    struct pool_slot *best = NULL;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct pool_slot *s = &p->slots[i];
+        if (s->state == SLOT_IDLE && (!best || s->idle_since < best->idle_since))
+            best = s;
+    }
+    return best;
+}
+
 static void dispatch(struct pool *p)
 {
-    for (unsigned i = 0; i < p->nslots && p->head; i++) {
-        struct pool_slot *s = &p->slots[i];
-        if (s->state != SLOT_IDLE)
-            continue;
+    struct pool_slot *s;
+    while (p->head && (s = longest_idle(p))) {
         struct pool_job *j = p->head;
         queue_remove(p, j);
         j->slot = s;
@@ -369,7 +383,7 @@ static void dispatch(struct pool *p)
             s->job = NULL;
             s->state = SLOT_IDLE;
             job_fail(j, 500, "internal", "Out of memory.");
-            continue;
+            break;
         }
         memcpy(copy, j->frame, j->frame_len);
         slot_send(s, IPC_REQUEST, copy, j->frame_len);
