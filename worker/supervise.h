@@ -45,8 +45,7 @@ struct supervise_params {
     size_t result_cap; /* the result frame's payload */
     int cancel_fd;     /* readable: a frame from the acceptor (IPC_CANCEL) or EOF */
     int sigchld_fd;    /* readable: some child changed state */
-    /* Called once the request is in the child: the worker forks its next
-     * spare here, while this child runs. */
+    /* Called once the request is in the child: the worker wipes its copy. */
     void (*after_handoff)(void *data);
     void *after_handoff_data;
 };

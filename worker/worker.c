@@ -1,11 +1,10 @@
 /* The worker process. See pool.c for how it fits with the others.
  *
- * Memory hygiene: the next spare child is forked while this worker still
- * serves a request, and every child inherits the worker's memory. So no
- * request's script, input, output or result may be left readable in the
- * worker when it forks: buffers are wiped (explicit_bzero) before they are
- * freed, jansson's allocator wipes too, and the request frame is wiped the
- * moment it is in the child, before the next fork. */
+ * Memory hygiene: every child inherits the worker's memory. So no request's
+ * script, input, output or result may be left readable in the worker when it
+ * forks: buffers are wiped (explicit_bzero) before they are freed, jansson's
+ * allocator wipes too, the request frame is wiped the moment it is in the
+ * child, and the next child is forked only once the reply is out. */
 #include "worker/worker.h"
 
 #include <errno.h>
@@ -80,13 +79,13 @@ static void spawn_spare(struct worker *w)
         fprintf(stderr, "pyexecd: worker %d: cannot fork a child: %s\n", getpid(), strerror(-r));
 }
 
-/* supervise_run's after_handoff: the request is in the child. */
+/* supervise_run's after_handoff: the request is in the child; the worker
+ * keeps no copy. */
 static void request_handed_off(void *data)
 {
     struct worker *w = data;
     ipc_free(w->request, w->request_len);
     w->request = NULL;
-    spawn_spare(w);
 }
 
 static void reap_dying(struct worker *w, bool block)
@@ -180,6 +179,12 @@ static int serve(struct worker *w, char *frame, size_t len)
     if (run.end != RUN_SETUP_FAILED)
         retire(w, &c, &run);
     run_free(&run);
+    /* The next spare is forked only now: after the reply, so the fork (about
+     * a millisecond of page-table copying) is never on this request's path,
+     * and after every buffer of this request was wiped, so the new child
+     * inherits none of it. The acceptor sends its next request to the worker
+     * idle the longest, which has long finished its own fork. */
+    spawn_spare(w);
     return r;
 }
 
