@@ -10,8 +10,8 @@
 #include <uv.h>
 
 #define ERROR_BODY_MAX (64 * 1024) /* enough for any error object; more is dropped */
-#define READ_BUF_SIZE  (64 * 1024)
-#define BACKOFF_MS     10 /* after a failed request, so a dead server is not spun on */
+#define READ_BUF_SIZE  (16 * 1024) /* answers are small; a big one takes more reads */
+#define BACKOFF_MS     10          /* after a failed request, so a dead server is not spun on */
 
 enum conn_state { CONN_CLOSED, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
 

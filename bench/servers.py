@@ -25,6 +25,8 @@ SERVERS = {
     "subprocess": ("flask+subprocess", "COMPARISON ONLY: Flask under gunicorn, fresh /usr/bin/python3 per request"),
     "fork": ("python fork", "COMPARISON ONLY: stdlib ThreadingHTTPServer, numpy/pandas imported once, os.fork per request"),
     "floor": ("C floor", "COMPARISON ONLY: embedded CPython + imports, fork per request, no sandbox or limits"),
+    "unconfined": ("pyexecd unconfined", "BENCH ONLY: pyexecd built without the child's privilege drop, "
+                   "Landlock and seccomp (target pyexecd-unconfined): what the sandbox costs"),
 }
 
 _running = []
@@ -70,6 +72,8 @@ def command(name, port, binaries):
                 str(port)], None
     if name == "floor":
         return [binaries["pyexec-floor"], "--port", str(port)], None
+    if name == "unconfined":
+        return [binaries["pyexecd-unconfined"], "--host=127.0.0.1", f"--port={port}"], None
     raise ValueError(name)
 
 
@@ -174,3 +178,26 @@ def machine():
         "numpy": versions[1] if len(versions) > 1 else "?",
         "pandas": versions[2] if len(versions) > 2 else "?",
     }
+
+
+def tree_pss(pid):
+    """[(pid, ppid, Pss kB)] for pid and every process below it (Linux smaps_rollup)."""
+    parent = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    parent[int(name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                pss = next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue
+        tree.append((p, parent.get(p), pss))
+        todo += [c for c, pp in parent.items() if pp == p]
+    return tree
