@@ -182,6 +182,7 @@ char *ipc_request_new(uint32_t timeout_ms, uint32_t memory_mb, const char *scrip
         return NULL;
     char *p = mempcpy(f, &rq, sizeof(rq));
     p = mempcpy(p, script, rq.script_len);
-    memcpy(p, input, rq.input_len);
+    if (rq.input_len) /* input may be NULL: memcpy from NULL is undefined even for 0 bytes */
+        memcpy(p, input, rq.input_len);
     return f;
 }

@@ -68,8 +68,11 @@ _Noreturn void template_main(int ctl, const struct config *cfg)
         pid_t pid = fork();
         if (pid == 0) {
             close(ctl);
-            struct worker_args a = {
-                .cfg = cfg, .chan = chan, .template_pid = getppid(), .versions = versions};
+            struct worker_args a = {.cfg = cfg,
+                                    .chan = chan,
+                                    .slot = slot,
+                                    .template_pid = getppid(),
+                                    .versions = versions};
             worker_main(&a);
         }
         if (pid < 0)

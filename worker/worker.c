@@ -248,6 +248,14 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
         int r = privdrop_resolve(cfg->user, &w->params.uid, &w->params.gid);
         if (r)
             return r;
+        /* Each worker's children get their own uid and gid (--user, then one
+         * less per worker): two requests running at once never share an
+         * identity, so even where Landlock and mount namespaces are missing
+         * (gVisor) neither can open the other's temp files or signal it. */
+        if (a->slot >= w->params.uid || a->slot >= w->params.gid)
+            return -EINVAL;
+        w->params.uid -= a->slot;
+        w->params.gid -= a->slot;
     }
 
     int r = policy_compile(&w->params.policy); /* each child loads it in microseconds */

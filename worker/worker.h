@@ -12,6 +12,7 @@
 struct worker_args {
     const struct config *cfg;
     int chan;             /* SOCK_STREAM to the acceptor */
+    unsigned slot;        /* its index in the pool, 0..workers-1 */
     pid_t template_pid;   /* the parent: the worker dies with it */
     const char *versions; /* embed_versions_json() */
 };

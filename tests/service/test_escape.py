@@ -128,8 +128,24 @@ def test_environment_is_clean(make_server):
 def test_runs_unprivileged(server):
     status, data = server.execute("import os\ndef main():\n    return [os.getuid(), os.geteuid(), os.getgroups()]")
     assert status == 200
-    if os.geteuid() == 0:
-        assert data["result"] == [65534, 65534, []]
+    if os.geteuid() == 0:  # worker i runs its children as 65534 - i
+        uid, euid, groups = data["result"]
+        assert uid == euid and uid in (65534, 65533) and groups == []
+
+
+def test_concurrent_requests_run_as_different_uids(server):
+    if os.geteuid() != 0:
+        pytest.skip("privilege drop needs root")
+    script = "import os, threading\ndef main():\n    threading.Event().wait(0.5)\n    return [os.getuid(), os.getgid()]"
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(server.execute(script))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(status == 200 for status, _ in out)
+    ids = sorted(tuple(data["result"]) for _, data in out)
+    assert ids == [(65533, 65533), (65534, 65534)]
 
 
 def test_cannot_read_concurrent_requests_temp_files(server):
