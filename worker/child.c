@@ -16,7 +16,9 @@
  * worker trusts only what arrives before READY. */
 #include "worker/child.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,6 +62,30 @@ static int child_reset_signals(pid_t worker)
     return getppid() == worker ? 0 : -ESRCH;
 }
 
+/* Close every fd >= lowest. close_range where the kernel has it; gVisor's may
+ * refuse, so then walk /proc/self/fd (collected first: closing while reading
+ * the directory would skip entries). */
+static int close_from(int lowest)
+{
+    if (!close_range(lowest, ~0U, 0))
+        return 0;
+    int fds[1024], n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -errno;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 1024) {
+        int fd = atoi(e->d_name);
+        if (fd >= lowest && fd != dirfd(d))
+            fds[n++] = fd;
+    }
+    bool complete = e == NULL;
+    closedir(d);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    return complete ? 0 : close_from(lowest); /* more than 1024: another pass */
+}
+
 /* Move the four pipe ends to fds 0-3 and close everything else. */
 static int child_bind_fds(int req, int out, int err, int res)
 {
@@ -73,9 +99,7 @@ static int child_bind_fds(int req, int out, int err, int res)
     for (int i = 0; i < 4; i++)
         if (dup2(fds[i], i) < 0)
             return -errno;
-    if (close_range(4, ~0U, 0))
-        return -errno;
-    return 0;
+    return close_from(4);
 }
 
 static int child_clean_env(const char *tmpdir)
