@@ -183,7 +183,8 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
         if (pfd[P_ERR].revents && drain(c->err_fd, &run->err))
             pfd[P_ERR].fd = -1;
         if (pfd[P_RES].revents) {
-            if (drain(c->res_fd, &res))
+            bool closed = drain(c->res_fd, &res);
+            if (closed)
                 pfd[P_RES].fd = -1;
             if (res.truncated) {
                 run->end = RUN_OVERSIZE;
@@ -191,6 +192,12 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             }
             if (result_complete(&res, run)) {
                 run->end = RUN_RESULT;
+                break;
+            }
+            /* Its last copy closed: the child is gone, or going; do not count
+             * on a SIGCHLD still to come. */
+            if (closed && try_reap(c, run)) {
+                run->end = RUN_DIED;
                 break;
             }
         }
@@ -235,11 +242,16 @@ void supervise_run(struct child *c, const char *request, size_t request_len,
     }
     double start = now_ms();
     struct iovec part = {.iov_base = (void *)request, .iov_len = request_len};
-    /* The child is blocked reading fd 0, so this write completes; if the
-     * child is gone it fails with EPIPE and the loop below sees the death. */
-    ipc_write(c->req_fd, IPC_REQUEST, &part, 1);
+    /* The child is blocked reading fd 0, so this write completes. */
+    int r = ipc_write(c->req_fd, IPC_REQUEST, &part, 1);
     close(c->req_fd);
     c->req_fd = -1;
+    if (r == -EPIPE) { /* it died after READY, before its request: not the script's doing */
+        snprintf(run->setup_error, sizeof(run->setup_error), "child died before its request");
+        run->end = RUN_SETUP_FAILED;
+        kill_and_reap(c, run);
+        return;
+    }
     if (sp->after_handoff)
         sp->after_handoff(sp->after_handoff_data);
 

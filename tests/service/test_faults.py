@@ -1,0 +1,177 @@
+"""Faults survived: processes killed, children misbehaving, hostile clients.
+After each, the pool is full again, the next request succeeds, and nothing is
+left behind: no zombie, no leaked descriptor, no temp dir."""
+import glob
+import json
+import os
+import resource
+import signal
+import socket
+import threading
+
+import pytest
+
+from conftest import Server
+
+HOLD = "import threading\ndef main():\n    threading.Event().wait({secs})\n    return 'held'"
+
+
+def children_of(pid):
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append((int(name), fields[0]))
+    return out
+
+
+def tree(s):
+    """{role: [(pid, state)]} for template, workers and children."""
+    template = children_of(s.proc.pid)
+    assert len(template) == 1, template
+    workers = children_of(template[0][0])
+    kids = [k for w, _ in workers for k in children_of(w)]
+    return {"template": template, "workers": workers, "children": kids}
+
+
+def settled_fd_count(worker):
+    """The worker's open descriptors once it holds its spare child again (the
+    spare's four pipes are forked after each reply)."""
+    for _ in range(100000):
+        if any(st != "Z" for _, st in children_of(worker)):
+            return len(os.listdir(f"/proc/{worker}/fd"))
+    raise AssertionError("the worker never forked its spare child")
+
+
+def healthy(s):
+    """The service is back to normal and has left nothing behind."""
+    for _ in range(20000):  # bounded: until every worker is warm again
+        status, _, h = s.request("GET", "/health")
+        if status == 200 and h["workers"]["ready"] == h["workers"]["total"]:
+            break
+    else:
+        raise AssertionError(f"the pool did not recover: {h}")
+    assert s.execute("def main(): return 'ok'")[1]["result"] == "ok"
+    t = tree(s)
+    assert "Z" not in [st for _, st in t["template"] + t["workers"]], t
+    assert len(t["workers"]) == h["workers"]["total"]
+    for w, _ in t["workers"]:
+        # its spare, and at most the one child retired after the last reply,
+        # which the worker reaps without blocking on it
+        kids = children_of(w)
+        assert len(kids) <= 2 and [st for _, st in kids].count("Z") <= 1, kids
+        runs = glob.glob(f"/tmp/pyexec-{w}/run-*")
+        assert len(runs) <= 2, runs
+
+
+@pytest.fixture
+def s():
+    server = Server("--workers", "2")
+    yield server
+    assert server.stop() == 0
+
+
+def test_sigkill_template_mid_request(s):
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", s.execute(HOLD.format(secs=1))))
+    mark = len(s.lines)
+    t.start()
+    for _ in range(20000):
+        if s.request("GET", "/health")[2]["workers"]["idle"] < 2:
+            break
+    os.kill(tree(s)["template"][0][0], signal.SIGKILL)
+    t.join()
+    status, data = out["r"]
+    assert (status, data.get("result")) == (200, "held") or data["type"] == "internal"
+    s.wait_line(r"worker 1 ready", start=mark)
+    healthy(s)
+
+
+def test_sigkill_spare_child(s):
+    killed = []
+    for w, _ in tree(s)["workers"]:
+        for child, _ in children_of(w):
+            os.kill(child, signal.SIGKILL)
+            killed.append((w, child))
+    for _ in range(100000):  # until each is dead (a zombie its worker has not reaped)
+        if all(dict(children_of(w)).get(c) == "Z" for w, c in killed):
+            break
+    for _ in range(4):
+        assert s.execute("def main(): return 1")[0] == 200
+    healthy(s)
+
+
+@pytest.mark.parametrize(
+    "script, kind",
+    [
+        ("import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGSTOP)", "timeout"),
+        ("import ctypes\ndef main():\n    ctypes.string_at(0)", "killed"),
+        ("def main():\n    x = []\n    while True:\n        x.append(bytearray(1 << 24))", "memory_limit"),
+        ("def main():\n    return [open('/dev/null') for _ in range(1000)]", "exception"),
+        ("def main():\n    open('big', 'wb').write(b'x' * (64 << 20))", "exception"),
+        ("import os\ndef main():\n    os.close(3)\n    return 1", "exited"),
+        ("import os\ndef main():\n    os.write(3, b'\\xff' * 100000)\n    return 1", "exception"),
+        ("import os\ndef main():\n    os.write(3, b'\\x06\\x00\\x00\\x00\\xff\\xff\\xff\\xff')\n    return 1", "exception"),
+    ],
+    ids=["sigstop", "segfault", "memory", "nofile", "fsize", "close_result", "garbage_result", "huge_frame_claim"],
+)
+def test_misbehaving_child(s, script, kind):
+    workers = [w for w, _ in tree(s)["workers"]]
+    fds = {w: settled_fd_count(w) for w in workers}
+    status, data = s.execute(script, timeout_ms=3000, memory_mb=100)
+    assert status == 400 and data["type"] == kind, data
+    healthy(s)
+    for w in workers:
+        assert settled_fd_count(w) == fds[w], "a worker leaked descriptors"
+
+
+def test_child_closes_stdout_and_stderr(s):
+    status, data = s.execute("import os\ndef main():\n    os.close(1)\n    os.close(2)\n    return 7")
+    assert (status, data["result"]) == (200, 7)
+    healthy(s)
+
+
+def test_slowloris_is_cut_off():
+    s = Server("--workers", "1", "--idle-timeout-ms", "300")
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+            c.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Le")
+            assert c.recv(1024) == b""  # closed by the server, not by our timeout
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+            c.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"scr")
+            assert c.recv(1024) == b""
+        healthy(s)
+    finally:
+        assert s.stop() == 0
+
+
+def test_many_idle_connections_and_the_connection_cap():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    s = Server("--workers", "1", "--max-connections", "1100")
+    idle = []
+    try:
+        for _ in range(1000):
+            idle.append(socket.create_connection(("127.0.0.1", s.port), timeout=10))
+        assert s.execute("def main(): return 'still serving'")[1]["result"] == "still serving"
+        extra = [socket.create_connection(("127.0.0.1", s.port), timeout=10) for _ in range(150)]
+        idle += extra
+        refused = 0
+        for c in extra:
+            c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = c.recv(4096)
+            if reply.startswith(b"HTTP/1.1 503"):
+                assert json.loads(reply.partition(b"\r\n\r\n")[2])["type"] == "overloaded"
+                refused += 1
+        assert refused >= 50  # over the cap: answered 503 and closed, never hung
+    finally:
+        for c in idle:
+            c.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    healthy(s)
+    assert s.stop() == 0
