@@ -522,7 +522,7 @@ int policy_load(const struct policy_prog *prog)
 
 int policy_apply(void)
 {
-    struct policy_prog prog;
+    struct policy_prog prog = {0};
     int rc = policy_compile(&prog);
     if (rc < 0)
         return rc;

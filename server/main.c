@@ -356,6 +356,8 @@ static int serve(struct server *srv)
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
 
     uv_run(srv->loop, UV_RUN_DEFAULT);
+    pool_free(srv->pool);
+    srv->pool = NULL;
     return srv->exit_code;
 }
 

@@ -155,16 +155,20 @@ int ipc_recv_spawn(int sock, uint32_t *slot, int *fd)
     while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0)
         if (errno != EINTR)
             return -errno;
-    if (n == 0)
-        return -EPIPE;
+    /* A descriptor that arrived is ours to close on every refusal, even with
+     * an empty message (which reads like EOF). */
+    int got = -1;
     struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
-        return -EPROTO;
-    memcpy(fd, CMSG_DATA(c), sizeof(int));
-    if (n != sizeof(m) || m.hdr.kind != IPC_SPAWN || m.hdr.len != sizeof(uint32_t)) {
-        close(*fd);
-        return -EPROTO;
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(&got, CMSG_DATA(c), sizeof(int));
+    if (n != sizeof(m) || got < 0 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+        m.hdr.kind != IPC_SPAWN || m.hdr.len != sizeof(uint32_t)) {
+        if (got >= 0)
+            close(got);
+        return n == 0 ? -EPIPE : -EPROTO;
     }
+    *fd = got;
     *slot = m.slot;
     return 0;
 }

@@ -687,3 +687,15 @@ void pool_stop(struct pool *p, uint64_t timeout_ms, void (*cb)(void *), void *da
     uv_timer_start(&p->stop_timer, on_stop_due, timeout_ms, 0);
     dispatch(p); /* re-arms the stop timer at 0 if nothing is running */
 }
+
+void pool_free(struct pool *p)
+{
+    if (!p)
+        return;
+    for (unsigned i = 0; i < p->nslots; i++)
+        free(p->slots[i].buf);
+    free(p->slots);
+    free(p->versions);
+    free(p->sandbox);
+    free(p);
+}

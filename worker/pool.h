@@ -60,6 +60,10 @@ const char *pool_sandbox(const struct pool *p);
  * sandbox refused...). */
 void pool_set_callbacks(struct pool *p, void (*ready)(void *), void (*fatal)(void *), void *data);
 
+/* Free what is left once pool_stop's callback has run (or after a fatal
+ * start) and the loop has ended. */
+void pool_free(struct pool *p);
+
 /* Stop taking jobs; let running and queued ones finish within timeout_ms,
  * answer the rest 503; then stop workers and template and call cb. */
 void pool_stop(struct pool *p, uint64_t timeout_ms, void (*cb)(void *data), void *data);

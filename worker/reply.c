@@ -3,6 +3,8 @@
  * script-outcome types SPEC lists are accepted from it. */
 #include "worker/reply.h"
 
+#include "worker/jsontext.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -16,47 +18,6 @@ static const char *const script_types[] = {
     "syntax_error", "missing_main", "exception", "result_not_serializable",
     "memory_limit", "output_limit", "exited",
 };
-
-/* Length of the well-formed UTF-8 sequence at s (1-4), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t len)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t n = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
-    if (!n || n > len || s[0] > 0xF4)
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    /* Overlong forms, UTF-16 surrogates and code points past U+10FFFF. */
-    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
-        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
-        return 0;
-    return n;
-}
-
-char *utf8_sanitize(const char *s, size_t len, size_t *out_len)
-{
-    char *out = malloc(len * 3 + 1);
-    size_t o = 0;
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq((const unsigned char *)s + i, len - i);
-        if (n) {
-            memcpy(out + o, s + i, n);
-            o += n;
-            i += n;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        }
-    }
-    out[o] = '\0';
-    *out_len = o;
-    return out;
-}
 
 static json_t *capture_string(const struct capture *c)
 {
@@ -123,10 +84,10 @@ static void classify_death(const struct run *run, const struct reply_limits *lim
 }
 
 /* The child's record for a success is exactly {"type":"ok","result":VALUE}:
- * VALUE is checked to be one strict JSON value and then spliced into the body
- * as is, so big results are not re-encoded and big integers keep every digit. */
+ * VALUE is checked to be one strict JSON value (json_check: jansson would
+ * refuse integers past 1e308) and then spliced into the body as is, so big
+ * results are not re-encoded and big integers keep every digit. */
 static const char ok_prefix[] = "{\"type\":\"ok\",\"result\":";
-#define JSON_CHECK_FLAGS (JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL)
 
 static int use_ok_record(const char *rec, size_t len, struct reply *out, const char **raw,
                          size_t *raw_len)
@@ -134,10 +95,8 @@ static int use_ok_record(const char *rec, size_t len, struct reply *out, const c
     size_t plen = sizeof(ok_prefix) - 1;
     if (len < plen + 2 || memcmp(rec, ok_prefix, plen) || rec[len - 1] != '}')
         return -1;
-    json_t *v = json_loadb(rec + plen, len - plen - 1, JSON_CHECK_FLAGS, NULL);
-    if (!v)
+    if (!json_check(rec + plen, len - plen - 1))
         return -1;
-    json_decref(v);
     set_error(out, 200, "ok");
     *raw = rec + plen;
     *raw_len = len - plen - 1;
@@ -146,7 +105,8 @@ static int use_ok_record(const char *rec, size_t len, struct reply *out, const c
 
 static int use_error_record(const char *rec, size_t len, struct reply *out, json_t *body)
 {
-    json_t *obj = json_loadb(rec, len, JSON_CHECK_FLAGS | JSON_REJECT_DUPLICATES, NULL);
+    json_t *obj = json_loadb(
+        rec, len, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, NULL);
     const char *type = json_string_value(json_object_get(obj, "type"));
     json_t *error = json_object_get(obj, "error");
     json_t *tb = json_object_get(obj, "traceback");

@@ -24,8 +24,4 @@ struct reply {
 /* Returns 0 or -ENOMEM. */
 int reply_build(const struct run *run, const struct reply_limits *lim, struct reply *out);
 
-/* Copy of s with every byte that is not part of well-formed UTF-8 replaced
- * by U+FFFD; NUL-terminated, length in *out_len. NULL on ENOMEM. */
-char *utf8_sanitize(const char *s, size_t len, size_t *out_len);
-
 #endif

@@ -108,5 +108,6 @@ int main(int argc, char **argv)
     nftw(tmpdir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
     if (WIFSIGNALED(status))
         fprintf(stderr, "python_compat: child killed by signal %d\n", WTERMSIG(status));
+    free(workload);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }

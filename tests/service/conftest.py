@@ -96,24 +96,21 @@ class Server:
         return status, data
 
     def descendants(self):
-        """Pids of every process below pyexecd (template, workers, children)."""
-        children = {}
+        """[(pid, ppid, start time)] of every process below pyexecd (template,
+        workers, children). The start time tells a pid reused later apart."""
+        procs = {}
         for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(name))
+            if name.isdigit():
+                stat = proc_stat(int(name))
+                if stat:
+                    procs[int(name)] = stat
         out, todo = [], [self.proc.pid]
         while todo:
             pid = todo.pop()
-            for c in children.get(pid, []):
-                out.append(c)
-                todo.append(c)
+            for child, (ppid, start) in procs.items():
+                if ppid == pid:
+                    out.append((child, ppid, start))
+                    todo.append(child)
         return out
 
     def stop(self, timeout=30):
@@ -146,6 +143,16 @@ def make_server():
     yield make
     for s in started:
         s.stop()
+
+
+def proc_stat(pid):
+    """(ppid, start time) of a live process, None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), int(fields[19])
 
 
 def load_cases():

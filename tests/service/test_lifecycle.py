@@ -7,6 +7,8 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from conftest import proc_stat
+
 
 def test_concurrent_requests_no_cross_talk(server):
     script = "def main(token):\n    print(token)\n    return {'token': token}"
@@ -91,14 +93,9 @@ def wait_idle_below(s, n, tries=20000):
 def worker_pids(s):
     """Children of the template (the acceptor's only child)."""
     tree = s.descendants()
-    template = [p for p in tree if ppid(p) == s.proc.pid]
+    template = [pid for pid, ppid, _ in tree if ppid == s.proc.pid]
     assert len(template) == 1
-    return [p for p in tree if ppid(p) == template[0]]
-
-
-def ppid(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
+    return [pid for pid, ppid, _ in tree if ppid == template[0]]
 
 
 def test_worker_killed_mid_request_is_answered_and_replaced(make_server):
@@ -130,12 +127,21 @@ def test_worker_killed_mid_request_is_answered_and_replaced(make_server):
 def test_sigterm_exits_cleanly_and_leaves_nothing(make_server):
     s = make_server("--workers", "2")
     assert s.execute("def main():\n    open('f', 'w').write('x')\n    return 1")[0] == 200
-    tree = s.descendants()
-    assert len(tree) >= 5  # template, 2 workers, their spare children
-    scratch = [f"/tmp/pyexec-{p}" for p in tree]
+    for _ in range(100000):  # until both workers hold their next spare (forked after a reply)
+        tree = s.descendants()
+        if len(tree) >= 5:  # template, 2 workers, their spare children
+            break
+    assert len(tree) >= 5
+    scratch = [f"/tmp/pyexec-{pid}" for pid, _, _ in tree]
     assert s.stop() == 0
-    for pid in tree:
-        assert not os.path.exists(f"/proc/{pid}"), pid
+    for pid, ppid, start in tree:
+        stat = proc_stat(pid)
+        if stat and stat[1] == start:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ")[:80]
+            with open(f"/proc/{pid}/status") as f:
+                state = [l for l in f if l.startswith("State")]
+            raise AssertionError(f"{pid} ({cmd}, {state}, was child of {ppid}) outlived pyexecd: {s.lines}")
     for d in scratch:
         assert not os.path.exists(d), d
 
@@ -159,7 +165,7 @@ def test_sigterm_lets_in_flight_request_finish(make_server):
 def test_temp_dirs_removed_after_requests(server):
     for _ in range(4):
         assert server.execute("def main():\n    open('junk', 'w').write('x' * 1000)\n    return 1")[0] == 200
-    live = {f"/tmp/pyexec-{p}" for p in server.descendants()}
+    live = {f"/tmp/pyexec-{pid}" for pid, _, _ in server.descendants()}
     for d in glob.glob("/tmp/pyexec-*"):
         if d not in live:
             continue
