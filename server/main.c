@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -361,6 +362,31 @@ static int serve(struct server *srv)
     return srv->exit_code;
 }
 
+/* The service's environment may hold credentials, and some sandboxes
+ * (gVisor) show /proc/<pid>/environ to every uid. Once the configuration is
+ * read, keep only what the template inherits (as fresh copies) and wipe the
+ * original strings, which are what /proc shows. */
+static void scrub_environment(void)
+{
+    extern char **environ;
+    char keep[8][256];
+    int n = 0;
+    for (size_t i = 0; pool_env_passthrough[i] && n < 8; i++) {
+        const char *v = getenv(pool_env_passthrough[i]);
+        if (v && strlen(v) < 200)
+            snprintf(keep[n++], sizeof(keep[0]), "%s=%s", pool_env_passthrough[i], v);
+    }
+    for (char **e = environ; *e; e++)
+        explicit_bzero(*e, strlen(*e));
+    clearenv();
+    for (int i = 0; i < n; i++) {
+        char *eq = strchr(keep[i], '=');
+        *eq = '\0';
+        setenv(keep[i], eq + 1, 1);
+    }
+    prctl(PR_SET_DUMPABLE, 0); /* and no other uid may read our memory */
+}
+
 int main(int argc, char **argv)
 {
     struct server srv = {.loop = uv_default_loop()};
@@ -380,6 +406,7 @@ int main(int argc, char **argv)
     int r = config_load(&srv.cfg, argc, argv, stdout, stderr);
     if (r)
         return r > 0 ? 0 : 2;
+    scrub_environment();
     setvbuf(stdout, NULL, _IOLBF, 0); /* one log line, one write */
     size_t exe_len = sizeof(srv.exe);
     if (uv_exepath(srv.exe, &exe_len)) {

@@ -10,7 +10,8 @@
 #include "worker/pool.h"
 
 /* Submit the checks; done(ok, why, data) is called once, when every answer is
- * in. why names what was not refused. Returns 0 or -errno. */
+ * in. why names what was not refused. forbidden_dir is the service's own
+ * directory; /, /tmp and /dev/shm are tried too. Returns 0 or -errno. */
 int selftest_start(struct pool *p, unsigned workers, const char *forbidden_dir,
                    void (*done)(bool ok, const char *why, void *data), void *data);
 

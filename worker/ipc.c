@@ -152,9 +152,8 @@ int ipc_recv_spawn(int sock, uint32_t *slot, int *fd)
                          .msg_control = ctl.buf,
                          .msg_controllen = sizeof(ctl.buf)};
     ssize_t n;
-    while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0)
-        if (errno != EINTR)
-            return -errno;
+    if ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0)
+        return -errno; /* -EINTR too: the template reaps on SIGCHLD */
     /* A descriptor that arrived is ours to close on every refusal, even with
      * an empty message (which reads like EOF). */
     int got = -1;

@@ -78,7 +78,8 @@ int ipc_read(int fd, size_t max, struct ipc_hdr *hdr, char **payload);
 
 /* IPC_SPAWN over the template's SOCK_SEQPACKET socket: one message holding
  * the frame and, as SCM_RIGHTS, the worker's end of its channel. Returns 0 or
- * -errno; ipc_recv_spawn returns -EPIPE when the acceptor is gone. */
+ * -errno; ipc_recv_spawn returns -EPIPE when the acceptor is gone and -EINTR
+ * when a signal came first. */
 int ipc_send_spawn(int sock, uint32_t slot, int fd);
 int ipc_recv_spawn(int sock, uint32_t *slot, int *fd);
 

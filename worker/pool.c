@@ -482,16 +482,17 @@ static int template_argv(struct pool *p, char **argv, int max)
 /* The template starts from exec with only these variables: nothing of the
  * service's environment (credentials, config) reaches Python. OPENBLAS_*
  * tuning passes, as some CPUs need it to run OpenBLAS at all. */
+const char *const pool_env_passthrough[] = {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", NULL};
+
 static int template_env(char **env, int max, char store[][256])
 {
-    static const char *const pass[] = {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"};
     int n = 0;
     env[n++] = "LANG=C.UTF-8";
     env[n++] = "PATH=/usr/bin:/bin";
-    for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]) && n < max - 1; i++) {
-        const char *v = getenv(pass[i]);
+    for (size_t i = 0; pool_env_passthrough[i] && n < max - 1; i++) {
+        const char *v = getenv(pool_env_passthrough[i]);
         if (v && strlen(v) < 200) {
-            snprintf(store[i], 256, "%s=%s", pass[i], v);
+            snprintf(store[i], 256, "%s=%s", pool_env_passthrough[i], v);
             env[n++] = store[i];
         }
     }

@@ -36,6 +36,10 @@ struct pool_stats {
     bool template_up;
 };
 
+/* The variables (NULL-terminated names) the template inherits from the
+ * acceptor's environment; it gets no other. */
+extern const char *const pool_env_passthrough[];
+
 /* Start the template (exe re-executed with --template-fd) and the workers. */
 int pool_start(uv_loop_t *loop, const struct config *cfg, const char *exe, struct pool **out);
 

@@ -51,6 +51,13 @@ static void classify_death(const struct run *run, const struct reply_limits *lim
         set_error(out, 400, "output_limit");
         snprintf(msg, msglen, "The result is over the cap of %zu bytes.", lim->result_cap);
         return;
+    case RUN_DISK_FULL:
+        set_error(out, 400, "killed");
+        snprintf(msg, msglen,
+                 "The script wrote more than its temp dir may hold (%llu KiB) and was stopped.",
+                 (unsigned long long)lim->disk_kb);
+        json_object_set_new(body, "signal", json_string("SIGKILL"));
+        return;
     case RUN_CANCELLED:
         set_error(out, 400, "cancelled");
         snprintf(msg, msglen, "The client went away; the script was stopped.");

@@ -12,6 +12,7 @@ struct reply_limits {
     uint32_t timeout_ms; /* this request's wall-clock limit */
     uint64_t cpu_ms;     /* its CPU limit */
     size_t result_cap;   /* bytes */
+    uint64_t disk_kb;    /* the temp dir's cap */
 };
 
 struct reply {

@@ -16,6 +16,8 @@
 
 /* A child that has not said READY within this long is broken. */
 #define READY_TIMEOUT_MS 10000
+/* How often the temp dir is measured where nothing else caps it. */
+#define DISK_CHECK_MS 10
 
 static double now_ms(void)
 {
@@ -168,12 +170,23 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
         [P_CHLD] = {.fd = sp->sigchld_fd, .events = POLLIN},
     };
 
+    double next_disk_check = now_ms() + DISK_CHECK_MS;
     for (;;) {
-        int left = (int)(deadline - now_ms());
+        double now = now_ms();
+        int left = (int)(deadline - now);
         if (left <= 0) {
             run->end = RUN_TIMEOUT;
             break;
         }
+        if (sp->disk_cap > 0 && now >= next_disk_check) {
+            if (tmpdir_usage(c->tmpdir, sp->disk_cap) > sp->disk_cap) {
+                run->end = RUN_DISK_FULL;
+                break;
+            }
+            next_disk_check = now + DISK_CHECK_MS;
+        }
+        if (sp->disk_cap > 0 && left > next_disk_check - now)
+            left = (int)(next_disk_check - now) + 1;
         if (poll(pfd, P_N, left) < 0 && errno != EINTR) {
             run->end = RUN_DIED;
             break;

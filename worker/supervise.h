@@ -24,6 +24,7 @@ enum run_end {
     RUN_TIMEOUT,     /* wall-clock deadline: killed */
     RUN_CANCELLED,   /* the acceptor cancelled (client gone): killed */
     RUN_OVERSIZE,    /* the result frame passed its cap: killed */
+    RUN_DISK_FULL,   /* the temp dir passed its cap: killed */
     RUN_SETUP_FAILED /* the child never became READY */
 };
 
@@ -45,6 +46,10 @@ struct supervise_params {
     size_t result_cap; /* the result frame's payload */
     int cancel_fd;     /* readable: a frame from the acceptor (IPC_CANCEL) or EOF */
     int sigchld_fd;    /* readable: some child changed state */
+    /* > 0: the temp dir's cap in bytes, enforced by measuring it every
+     * 10 ms (where no tmpfs of that size enforces it already): a script can
+     * overshoot by what it writes in 10 ms, never by more. */
+    long long disk_cap;
     /* Called once the request is in the child: the worker wipes its copy. */
     void (*after_handoff)(void *data);
     void *after_handoff_data;

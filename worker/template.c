@@ -16,8 +16,14 @@
 #include "worker/tmpdir.h"
 #include "worker/worker.h"
 
-/* Reap workers and remove their scratch dirs (a worker in its own mount
- * namespace cannot remove the host's copy of it itself). */
+static void on_sigchld(int sig)
+{
+    (void)sig; /* only to interrupt recvmsg */
+}
+
+/* Reap workers (and orphans of dead workers) and remove the workers' scratch
+ * dirs (a worker in its own mount namespace cannot remove the host's copy of
+ * it itself). */
 static void reap_workers(bool block)
 {
     pid_t pid;
@@ -44,6 +50,13 @@ _Noreturn void template_main(int ctl, const struct config *cfg)
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != acceptor)
         _exit(1);
     signal(SIGPIPE, SIG_IGN);
+    /* Children of a worker that died come to us (not to PID 1, which in a
+     * container may be pyexecd's acceptor, or nothing that reaps): SIGCHLD
+     * interrupts the wait for the acceptor's next message, and we reap. */
+    struct sigaction sa = {.sa_handler = on_sigchld};
+    sigemptyset(&sa.sa_mask);
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) || sigaction(SIGCHLD, &sa, NULL))
+        _exit(1);
     /* SIGTERM goes to the acceptor, which drains first; the process group
      * (a terminal's ^C, a container runtime) must not kill us before it. */
     signal(SIGTERM, SIG_IGN);
@@ -59,6 +72,10 @@ _Noreturn void template_main(int ctl, const struct config *cfg)
         uint32_t slot;
         int chan;
         int r = ipc_recv_spawn(ctl, &slot, &chan);
+        if (r == -EINTR) {
+            reap_workers(false);
+            continue;
+        }
         if (r == -EPIPE)
             template_exit(0);
         if (r) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int tmpdir_create(char path[TMPDIR_PATH_MAX], const char *base, uid_t uid, gid_t gid)
@@ -52,6 +53,50 @@ static int empty_dir(int dfd, int depth)
     }
     closedir(d);
     return r;
+}
+
+struct usage {
+    long long bytes, limit;
+    long entries;
+};
+
+/* Add up the tree open at dfd (consumed), without following links. */
+static void add_usage(int dfd, int depth, struct usage *u)
+{
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return;
+    }
+    struct dirent *e;
+    while (u->bytes <= u->limit && (e = readdir(d))) {
+        struct stat st;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (++u->entries > 10000) {
+            u->bytes = u->limit + 1;
+            break;
+        }
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW))
+            continue;
+        u->bytes += (long long)st.st_blocks * 512;
+        if (S_ISDIR(st.st_mode) && depth > 0) {
+            int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0)
+                add_usage(sub, depth - 1, u);
+        }
+    }
+    closedir(d);
+}
+
+long long tmpdir_usage(const char *path, long long limit)
+{
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    struct usage u = {.limit = limit};
+    add_usage(dfd, 64, &u);
+    return u.bytes;
 }
 
 int tmpdir_remove(const char *path)

@@ -43,8 +43,9 @@ struct worker {
     size_t request_len;
     struct child dying[MAX_DYING];
     int ndying;
-    char scratch[64];  /* where the children's temp dirs are made */
-    char sandbox[512]; /* sandbox_status_json, for the acceptor's /health */
+    char scratch[64];   /* where the children's temp dirs are made */
+    char sandbox[512];  /* sandbox_status_json, for the acceptor's /health */
+    long long disk_cap; /* > 0: no tmpfs caps the temp dirs, supervise does */
 };
 
 static int sigchld_write_fd = -1;
@@ -134,6 +135,7 @@ static int serve(struct worker *w, char *frame, size_t len)
         .timeout_ms = rq.timeout_ms,
         .output_cap = (size_t)w->cfg->output_kb << 10,
         .result_cap = w->params.result_cap + (1u << 20), /* room for error text */
+        .disk_cap = w->disk_cap,
         .cancel_fd = w->chan,
         .sigchld_fd = w->sigchld[0],
         .after_handoff = request_handed_off,
@@ -167,8 +169,10 @@ static int serve(struct worker *w, char *frame, size_t len)
 
     uint64_t cpu_ms =
         w->params.limits.cpu_ms < rq.timeout_ms ? w->params.limits.cpu_ms : rq.timeout_ms;
-    struct reply_limits lim = {
-        .timeout_ms = rq.timeout_ms, .cpu_ms = cpu_ms, .result_cap = w->params.result_cap};
+    struct reply_limits lim = {.timeout_ms = rq.timeout_ms,
+                               .cpu_ms = cpu_ms,
+                               .result_cap = w->params.result_cap,
+                               .disk_kb = w->cfg->tmp_kb};
     struct reply rep;
     int r = reply_build(&run, &lim, &rep);
     if (!r)
@@ -270,6 +274,8 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
     int ns = namespaces_enter(w->scratch, cfg->tmp_kb);
     if (ns < 0)
         return ns;
+    if (!(ns & NAMESPACES_SCRATCH_TMPFS)) /* no tmpfs of tmp_kb: measure instead */
+        w->disk_cap = (long long)cfg->tmp_kb << 10;
     struct sandbox_status st;
     sandbox_status_probe(&st, w->params.uid, w->params.gid, ns);
     if (sandbox_status_json(&st, w->sandbox, sizeof(w->sandbox)) < 0)

@@ -22,7 +22,7 @@ START_TIMEOUT = 60
 
 
 class Server:
-    def __init__(self, *flags, env=None, binary=PYEXECD):
+    def __init__(self, *flags, env=None, binary=PYEXECD, wrap=()):
         self.flags = ["--host", "127.0.0.1", "--port", "0", *flags]
         self.port = None
         self.lines = []  # stderr lines, in order
@@ -31,7 +31,7 @@ class Server:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [binary, *self.flags],
+            [*wrap, binary, *self.flags],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=full_env,

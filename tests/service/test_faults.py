@@ -175,3 +175,23 @@ def test_many_idle_connections_and_the_connection_cap():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     healthy(s)
     assert s.stop() == 0
+
+
+def test_temp_dir_cap_without_a_tmpfs():
+    """Started unprivileged, pyexecd gets no mount namespace and so no tmpfs
+    of --tmp-kb: the worker measures the temp dir instead."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start pyexecd as another user")
+
+    s = Server("--workers", "1", "--tmp-kb", "4096",
+               wrap=["setpriv", "--reuid=65000", "--regid=65000", "--clear-groups"])
+    try:
+        assert s.request("GET", "/health")[2]["sandbox"]["namespaces"] == []
+        script = "def main():\n    for i in range(256):\n        open(f'f{i}', 'wb').write(b'x' * (1 << 20))\n    return 'wrote 256 MiB'"
+        status, data = s.execute(script)
+        assert status == 400 and data["type"] == "killed", data
+        assert "temp dir" in data["error"]
+        status, data = s.execute("def main():\n    open('small', 'wb').write(b'x' * (1 << 20))\n    return 'ok'")
+        assert (status, data["result"]) == (200, "ok")
+    finally:
+        assert s.stop() == 0
