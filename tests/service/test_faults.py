@@ -8,6 +8,7 @@ import resource
 import signal
 import socket
 import threading
+import time
 
 import pytest
 
@@ -17,6 +18,7 @@ HOLD = "import threading\ndef main():\n    threading.Event().wait({secs})\n    r
 
 
 def children_of(pid):
+    """[(pid, state)] of pid's children."""
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -24,10 +26,19 @@ def children_of(pid):
                 with open(f"/proc/{name}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
-                continue
+                continue  # gone meanwhile
             if int(fields[1]) == pid:
                 out.append((int(name), fields[0]))
     return out
+
+
+def until(condition, what, timeout=60):
+    """Poll condition() until it holds; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tree(s):
@@ -42,20 +53,18 @@ def tree(s):
 def settled_fd_count(worker):
     """The worker's open descriptors once it holds its spare child again (the
     spare's four pipes are forked after each reply)."""
-    for _ in range(100000):
-        if any(st != "Z" for _, st in children_of(worker)):
-            return len(os.listdir(f"/proc/{worker}/fd"))
-    raise AssertionError("the worker never forked its spare child")
+    until(lambda: any(st != "Z" for _, st in children_of(worker)), "the worker's spare child")
+    return len(os.listdir(f"/proc/{worker}/fd"))
 
 
 def healthy(s):
     """The service is back to normal and has left nothing behind."""
-    for _ in range(20000):  # bounded: until every worker is warm again
+    def warm():
         status, _, h = s.request("GET", "/health")
-        if status == 200 and h["workers"]["ready"] == h["workers"]["total"]:
-            break
-    else:
-        raise AssertionError(f"the pool did not recover: {h}")
+        return status == 200 and h["workers"]["ready"] == h["workers"]["total"]
+
+    until(warm, "every worker to be warm again")
+    h = s.request("GET", "/health")[2]
     assert s.execute("def main(): return 'ok'")[1]["result"] == "ok"
     t = tree(s)
     assert "Z" not in [st for _, st in t["template"] + t["workers"]], t
@@ -81,9 +90,7 @@ def test_sigkill_template_mid_request(s):
     t = threading.Thread(target=lambda: out.setdefault("r", s.execute(HOLD.format(secs=1))))
     mark = len(s.lines)
     t.start()
-    for _ in range(20000):
-        if s.request("GET", "/health")[2]["workers"]["idle"] < 2:
-            break
+    until(lambda: s.request("GET", "/health")[2]["workers"]["idle"] < 2, "the script to start")
     os.kill(tree(s)["template"][0][0], signal.SIGKILL)
     t.join()
     status, data = out["r"]
@@ -98,9 +105,8 @@ def test_sigkill_spare_child(s):
         for child, _ in children_of(w):
             os.kill(child, signal.SIGKILL)
             killed.append((w, child))
-    for _ in range(100000):  # until each is dead (a zombie its worker has not reaped)
-        if all(dict(children_of(w)).get(c) == "Z" for w, c in killed):
-            break
+    # until each is dead (a zombie its worker has not reaped yet)
+    until(lambda: all(dict(children_of(w)).get(c) == "Z" for w, c in killed), "the spares to die")
     for _ in range(4):
         assert s.execute("def main(): return 1")[0] == 200
     healthy(s)
