@@ -53,7 +53,13 @@ def tree(s):
 def settled_fd_count(worker):
     """The worker's open descriptors once it holds its spare child again (the
     spare's four pipes are forked after each reply)."""
-    until(lambda: any(st != "Z" for _, st in children_of(worker)), "the worker's spare child")
+    def settled():
+        # the spare waits for its request (S); anything else is a retired
+        # child still dying (R, D) or already dead (Z)
+        states = [st for _, st in children_of(worker)]
+        return states.count("S") == 1 and set(states) <= {"S", "Z"}
+
+    until(settled, "the worker's spare child")
     return len(os.listdir(f"/proc/{worker}/fd"))
 
 
