@@ -6,8 +6,6 @@ The cases are tests/service's own: every conformance case, the escape probes
 (test_escape.py's tables), and each error type a script or client can cause.
 What the sandbox degrades to is read from /health and asserted per runtime.
 """
-import http.client
-import json
 import os
 import sys
 import threading
@@ -16,7 +14,7 @@ import urllib.parse
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../service"))
-from conftest import load_cases  # noqa: E402
+from conftest import Client, load_cases  # noqa: E402
 from test_escape import ESCAPES, RAW, RAW_SCRIPT  # noqa: E402
 
 URL = os.environ.get("PYEXEC_URL", "http://127.0.0.1:8080")
@@ -24,37 +22,10 @@ RUNTIME = os.environ.get("PYEXEC_RUNTIME", "runc")
 CASES = load_cases()
 
 
-class RemoteServer:
-    """The part of tests/service's Server the cases use, for a server someone
-    else started (here: a container)."""
-
-    def __init__(self, url):
-        u = urllib.parse.urlsplit(url)
-        self.host, self.port = u.hostname, u.port
-
-    def request(self, method, path, body=None, headers=None, timeout=60):
-        c = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            data = r.read()
-            if r.getheader("Content-Type", "").startswith("application/json"):
-                data = json.loads(data)
-            return r.status, dict(r.getheaders()), data
-        finally:
-            c.close()
-
-    def execute(self, script=None, timeout=60, **fields):
-        body = dict(fields)
-        if script is not None:
-            body["script"] = script
-        status, _, data = self.request("POST", "/execute", json.dumps(body), {"Content-Type": "application/json"}, timeout)
-        return status, data
-
-
 @pytest.fixture(scope="module")
 def server():
-    return RemoteServer(URL)
+    u = urllib.parse.urlsplit(URL)
+    return Client(u.hostname, u.port)
 
 
 @pytest.fixture(scope="module")

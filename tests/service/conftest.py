@@ -21,7 +21,39 @@ CASES = os.environ.get(
 START_TIMEOUT = 60
 
 
-class Server:
+class Client:
+    """Requests to a pyexecd at host:port (Server starts one; the container
+    test talks to one in a container)."""
+
+    def __init__(self, host, port):
+        self.host, self.port = host, port
+
+    def conn(self, timeout=60):
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        c = self.conn(timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            if r.getheader("Content-Type", "").startswith("application/json"):
+                data = json.loads(data)
+            return r.status, dict(r.getheaders()), data
+        finally:
+            c.close()
+
+    def execute(self, script=None, timeout=60, **fields):
+        body = dict(fields)
+        if script is not None:
+            body["script"] = script
+        status, headers, data = self.request(
+            "POST", "/execute", json.dumps(body), {"Content-Type": "application/json"}, timeout
+        )
+        return status, data
+
+
+class Server(Client):
     def __init__(self, *flags, env=None, binary=PYEXECD, wrap=()):
         self.flags = ["--host", "127.0.0.1", "--port", "0", *flags]
         self.port = None
@@ -40,7 +72,7 @@ class Server:
         threading.Thread(target=self._read, args=(self.proc.stderr, self.lines), daemon=True).start()
         threading.Thread(target=self._read, args=(self.proc.stdout, self.logs), daemon=True).start()
         m = self.wait_line(r"listening on [^ ]+:(\d+)")
-        self.port = int(m.group(1))
+        super().__init__("127.0.0.1", int(m.group(1)))
         self.wait_line(r"ready: \d+ workers warm")
 
     def _read(self, stream, into):
@@ -70,30 +102,6 @@ class Server:
         with self.cond:
             assert self.cond.wait_for(seen, timeout), f"no {pattern!r} in {self.lines}"
         return found[0]
-
-    def conn(self, timeout=60):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-
-    def request(self, method, path, body=None, headers=None, timeout=60):
-        c = self.conn(timeout)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            data = r.read()
-            if r.getheader("Content-Type", "").startswith("application/json"):
-                data = json.loads(data)
-            return r.status, dict(r.getheaders()), data
-        finally:
-            c.close()
-
-    def execute(self, script=None, timeout=60, **fields):
-        body = dict(fields)
-        if script is not None:
-            body["script"] = script
-        status, headers, data = self.request(
-            "POST", "/execute", json.dumps(body), {"Content-Type": "application/json"}, timeout
-        )
-        return status, data
 
     def descendants(self):
         """[(pid, ppid, start time)] of every process below pyexecd (template,
