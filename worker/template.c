@@ -55,8 +55,11 @@ _Noreturn void template_main(int ctl, const struct config *cfg)
      * interrupts the wait for the acceptor's next message, and we reap. */
     struct sigaction sa = {.sa_handler = on_sigchld};
     sigemptyset(&sa.sa_mask);
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1) || sigaction(SIGCHLD, &sa, NULL))
+    if (sigaction(SIGCHLD, &sa, NULL))
         _exit(1);
+    /* Best effort: a sandbox that refuses it (gVisor) leaves orphans to PID 1
+     * (the image runs tini there). */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     /* SIGTERM goes to the acceptor, which drains first; the process group
      * (a terminal's ^C, a container runtime) must not kill us before it. */
     signal(SIGTERM, SIG_IGN);
