@@ -204,7 +204,11 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
                 break;
             }
             if (result_complete(&res, run)) {
-                run->end = RUN_RESULT;
+                /* One last look: a script that outran the 10 ms checks still
+                 * gets no success out of it. */
+                bool over =
+                    sp->disk_cap > 0 && tmpdir_usage(c->tmpdir, sp->disk_cap) > sp->disk_cap;
+                run->end = over ? RUN_DISK_FULL : RUN_RESULT;
                 break;
             }
             /* Its last copy closed: the child is gone, or going; do not count

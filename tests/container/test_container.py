@@ -105,8 +105,6 @@ def documented_degradation(name, sandbox):
         # holds only LANG and PATH (pyexecd starts the template with those);
         # test_service_environment_unreadable checks no secret shows.
         return "gVisor: /proc/<pid>/environ is world-readable; the worker's is LANG and PATH"
-    if name == "fill_disk_many_files" and "scratch-tmpfs" not in sandbox["namespaces"]:
-        return "without a mount namespace --tmp-kb caps each file, not the total"
     return None
 
 
