@@ -111,6 +111,10 @@ static void retire(struct worker *w, struct child *c, const struct run *run)
         return;
     }
     kill(c->pid, SIGKILL);
+    /* Its files go now, not once it is reaped: the next child shares the
+     * scratch dir's size cap. Whatever a write still in flight adds is removed
+     * again when the child is reaped. */
+    tmpdir_remove(c->tmpdir);
     if (w->ndying == MAX_DYING)
         reap_dying(w, true);
     w->dying[w->ndying++] = *c;
@@ -305,9 +309,7 @@ _Noreturn void worker_main(const struct worker_args *a)
         if (r)
             break; /* the acceptor closed the channel: shut down */
         if (hdr.kind == IPC_REQUEST && hdr.len >= sizeof(struct ipc_request)) {
-            /* The last child's files must be gone before the next one can
-             * write: they share the scratch dir's size cap. */
-            reap_dying(&w, true);
+            reap_dying(&w, false); /* never waits: a dying child is reaped later */
             if (serve(&w, frame, hdr.len))
                 break;
         } else {
