@@ -330,6 +330,7 @@ static int serve(struct server *srv)
         return 1;
     }
     pool_set_callbacks(srv->pool, on_pool_ready, on_pool_fatal, srv);
+    pool_on_fork_time(srv->pool, metrics_fork);
 
     struct http_server_opts o = {
         .max_header_bytes = 16384,

@@ -32,6 +32,8 @@ static struct histogram total = {.name = "pyexec_request_duration_seconds",
                                  .help = "Time from a request's first byte to its answer"};
 static struct histogram queue_wait = {.name = "pyexec_queue_wait_seconds",
                                       .help = "Time an /execute request waited for a worker"};
+static struct histogram fork_time = {.name = "pyexec_fork_seconds",
+                                     .help = "Time a worker took to fork its next spare child"};
 static struct histogram execution = {.name = "pyexec_execution_seconds",
                                      .help = "Time from hand-off to a worker to its answer"};
 
@@ -61,6 +63,11 @@ void metrics_request(int status, const char *type, double total_s)
         snprintf(o->type, sizeof(o->type), "%s", type);
         o->count = 1;
     }
+}
+
+void metrics_fork(double seconds)
+{
+    observe(&fork_time, seconds);
 }
 
 void metrics_execution(double queue_s, double run_s)
@@ -101,6 +108,7 @@ char *metrics_render(const struct pool_stats *pool, unsigned connections, size_t
     render_histogram(f, &total);
     render_histogram(f, &queue_wait);
     render_histogram(f, &execution);
+    render_histogram(f, &fork_time);
     gauge(f, "pyexec_workers", "gauge", "Worker processes configured", pool->workers);
     gauge(f, "pyexec_workers_ready", "gauge", "Workers warm and serving", pool->ready);
     gauge(f, "pyexec_workers_busy", "gauge", "Workers running a script", pool->busy);

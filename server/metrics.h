@@ -15,6 +15,9 @@ void metrics_request(int status, const char *type, double total_s);
 /* One /execute that reached a worker: time waiting in the queue, time running. */
 void metrics_execution(double queue_s, double run_s);
 
+/* One fork of a spare child by a worker. */
+void metrics_fork(double seconds);
+
 /* The whole exposition, malloc'd; length in *len. NULL on ENOMEM. */
 char *metrics_render(const struct pool_stats *pool, unsigned connections, size_t *len);
 

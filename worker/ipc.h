@@ -50,6 +50,7 @@ struct ipc_request {
 struct ipc_reply {
     uint32_t status; /* HTTP status */
     uint32_t type_len;
+    uint32_t fork_us; /* how long the worker's last fork of a spare took */
 };
 
 struct ipc_result {

@@ -76,6 +76,7 @@ struct pool {
     unsigned queued;
     uint64_t respawns;
     char *versions, *sandbox;
+    void (*fork_time_cb)(double);
     void (*ready_cb)(void *);
     void (*fatal_cb)(void *);
     void *cb_data;
@@ -240,6 +241,8 @@ static void on_reply(struct pool_slot *s, const char *payload, size_t len)
     memcpy(&r, payload, sizeof(r));
     if (r.type_len > len - sizeof(r) || r.type_len >= 32)
         return slot_down(s);
+    if (s->pool->fork_time_cb && r.fork_us)
+        s->pool->fork_time_cb(r.fork_us / 1e6);
     if (j) {
         char type[32];
         memcpy(type, payload + sizeof(r), r.type_len);
@@ -623,6 +626,11 @@ void pool_get_stats(const struct pool *p, struct pool_stats *st)
 const char *pool_versions(const struct pool *p)
 {
     return p->versions;
+}
+
+void pool_on_fork_time(struct pool *p, void (*cb)(double seconds))
+{
+    p->fork_time_cb = cb;
 }
 
 const char *pool_sandbox(const struct pool *p)

@@ -36,6 +36,9 @@ struct pool_stats {
     bool template_up;
 };
 
+/* Called with each reply's report of its worker's last spare fork (seconds). */
+void pool_on_fork_time(struct pool *p, void (*cb)(double seconds));
+
 /* The variables (NULL-terminated names) the template inherits from the
  * acceptor's environment; it gets no other. */
 extern const char *const pool_env_passthrough[];

@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "seccomp/namespaces.h"
@@ -39,7 +40,8 @@ struct worker {
     struct child_params params;
     struct child spare;
     bool have_spare;
-    char *request; /* the frame being served, until it is in the child */
+    char *request;    /* the frame being served, until it is in the child */
+    uint32_t fork_us; /* the last spare's fork, for the acceptor's metrics */
     size_t request_len;
     struct child dying[MAX_DYING];
     int ndying;
@@ -72,9 +74,18 @@ static void wiping_free(void *p)
     free(p);
 }
 
+static uint64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void spawn_spare(struct worker *w)
 {
+    uint64_t start = monotonic_us();
     int r = child_spawn(&w->params, &w->spare);
+    w->fork_us = monotonic_us() - start;
     w->have_spare = r == 0;
     if (r)
         fprintf(stderr, "pyexecd: worker %d: cannot fork a child: %s\n", getpid(), strerror(-r));
@@ -122,7 +133,8 @@ static void retire(struct worker *w, struct child *c, const struct run *run)
 
 static int send_reply(struct worker *w, const struct reply *rep)
 {
-    struct ipc_reply hdr = {.status = rep->status, .type_len = strlen(rep->type)};
+    struct ipc_reply hdr = {
+        .status = rep->status, .type_len = strlen(rep->type), .fork_us = w->fork_us};
     struct iovec parts[3] = {
         {&hdr, sizeof(hdr)}, {(void *)rep->type, hdr.type_len}, {rep->body, rep->len}};
     return ipc_write(w->chan, IPC_REPLY, parts, 3);

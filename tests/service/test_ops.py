@@ -39,6 +39,7 @@ def test_metrics_count_outcomes_and_latency(make_server):
     assert after['pyexec_requests_total{status="200",type="ok"}'] >= 2
     assert after['pyexec_requests_total{status="400",type="exception"}'] == 1
     assert after["pyexec_execution_seconds_count"] == 3
+    assert after["pyexec_fork_seconds_count"] >= 2  # each reply reports its worker's last fork
     assert after["pyexec_queue_wait_seconds_count"] == 3
     buckets = [v for k, v in after.items() if k.startswith("pyexec_execution_seconds_bucket")]
     assert buckets == sorted(buckets) and buckets[-1] == 3  # cumulative, ending at +Inf
