@@ -109,7 +109,7 @@ void config_usage(FILE *out)
                 int_opts[i].help, int_opts[i].def);
     for (size_t i = 0; i < N_STR; i++)
         fprintf(out, "  --%-22s %-28s %s (default %s)\n", str_opts[i].flag, str_opts[i].env,
-                str_opts[i].help, str_opts[i].def);
+                str_opts[i].help, *str_opts[i].def ? str_opts[i].def : "unset");
     fprintf(out, "  --%-22s %-28s %s\n", "print-policy", "", "print the seccomp policy and exit");
     fprintf(out, "  --%-22s %-28s %s\n", "help", "", "show this help and exit");
 }
@@ -185,6 +185,8 @@ int config_to_flags(const struct config *cfg, char **argv, int max)
         n++;
     }
     for (size_t i = 0; i < N_STR && n < max; i++) {
+        if (!*str_field((struct config *)cfg, &str_opts[i]))
+            continue; /* unset: the default */
         if (asprintf(&argv[n], "--%s=%s", str_opts[i].flag,
                      str_field((struct config *)cfg, &str_opts[i])) < 0)
             return -ENOMEM;

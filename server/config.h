@@ -39,7 +39,9 @@
 #define CONFIG_STRINGS(X)                                                                          \
     X(host, "host", "PYEXEC_HOST", "0.0.0.0", "address to listen on")                              \
     X(user, "user", "PYEXEC_USER", "65534",                                                        \
-      "uid (or user name) scripts run as when started as root; worker i uses it minus i")
+      "uid (or user name) scripts run as when started as root; worker i uses it minus i")          \
+    X(project, "project", "GOOGLE_CLOUD_PROJECT", "",                                              \
+      "Google Cloud project: log lines then link to Cloud Trace")
 
 #define CONFIG_STRING_MAX 128
 

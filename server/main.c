@@ -45,9 +45,30 @@ struct exec_ctx {
 
 /* --- logging: one JSON line per request, in the shape Cloud Logging reads */
 
+static const char *log_project = ""; /* --project: trace ids become links */
+
 static const char *severity(int status)
 {
     return status == 503 ? "WARNING" : status >= 500 ? "ERROR" : "INFO";
+}
+
+/* The trace id of X-Cloud-Trace-Context ("TRACE/SPAN;o=1") or traceparent
+ * ("00-TRACE-SPAN-01"), as Cloud Logging links it to Cloud Trace. */
+static void log_trace(json_t *line, const char *header)
+{
+    char id[64];
+    if (!header[0])
+        return;
+    if (!strncmp(header, "00-", 3))
+        snprintf(id, sizeof(id), "%.32s", header + 3);
+    else
+        snprintf(id, sizeof(id), "%.*s", (int)strcspn(header, "/;"), header);
+    char value[256];
+    if (log_project[0])
+        snprintf(value, sizeof(value), "projects/%s/traces/%s", log_project, id);
+    else
+        snprintf(value, sizeof(value), "%s", id);
+    json_object_set_new(line, "logging.googleapis.com/trace", json_string(value));
 }
 
 static void log_request(const struct http_request *req, int status, const char *type)
@@ -63,8 +84,7 @@ static void log_request(const struct http_request *req, int status, const char *
                              latency, "type", type, "request_id", req->request_id);
     if (!line)
         return;
-    if (req->trace[0])
-        json_object_set_new(line, "trace", json_string(req->trace));
+    log_trace(line, req->trace);
     char *text = json_dumps(line, JSON_COMPACT);
     if (text)
         printf("%s\n", text);
@@ -408,6 +428,7 @@ int main(int argc, char **argv)
     if (r)
         return r > 0 ? 0 : 2;
     scrub_environment();
+    log_project = srv.cfg.project;
     setvbuf(stdout, NULL, _IOLBF, 0); /* one log line, one write */
     size_t exe_len = sizeof(srv.exe);
     if (uv_exepath(srv.exe, &exe_len)) {

@@ -103,6 +103,21 @@ class Server(Client):
             assert self.cond.wait_for(seen, timeout), f"no {pattern!r} in {self.lines}"
         return found[0]
 
+    def wait_log(self, request_id, timeout=30):
+        """The JSON log line of the request with this X-Request-Id."""
+        found = []
+
+        def seen():
+            for line in self.logs:
+                if line and f'"request_id":"{request_id}"' in line:
+                    found.append(json.loads(line))
+                    return True
+            return False
+
+        with self.cond:
+            assert self.cond.wait_for(seen, timeout), f"no log line for {request_id}"
+        return found[0]
+
     def descendants(self):
         """[(pid, ppid, start time)] of every process below pyexecd (template,
         workers, children). The start time tells a pid reused later apart."""

@@ -74,13 +74,29 @@ def test_root_lists_endpoints(server):
     assert "POST /execute" in data["endpoints"]
 
 
+def test_log_line_links_the_trace(server):
+    for header, value in (("X-Cloud-Trace-Context", "105445aa7843bc8bf206b12000100000/1;o=1"),
+                          ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")):
+        c = server.conn()
+        c.request("GET", "/health", headers={header: value, "X-Request-Id": f"trace-{header}"})
+        c.getresponse().read()
+        c.close()
+    cloud = server.wait_log("trace-X-Cloud-Trace-Context")
+    w3c = server.wait_log("trace-traceparent")
+    assert cloud["logging.googleapis.com/trace"] == "105445aa7843bc8bf206b12000100000"
+    assert w3c["logging.googleapis.com/trace"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 def test_log_line_per_request_without_script(server):
     marker = "very_secret_marker_in_script"
-    status, _ = server.execute(f"def main():\n    return '{marker}'")
-    assert status == 200
+    c = server.conn()
+    c.request("POST", "/execute", json.dumps({"script": f"def main():\n    return '{marker}'"}),
+              {"Content-Type": "application/json", "X-Request-Id": "no-script-in-logs"})
+    assert c.getresponse().status == 200
+    c.close()
+    last = server.wait_log("no-script-in-logs")
     with server.cond:
         logs = [json.loads(l) for l in server.logs if l]
-    last = [l for l in logs if l["httpRequest"]["requestUrl"] == "/execute"][-1]
     assert last["httpRequest"]["status"] == 200 and last["type"] == "ok"
     assert last["severity"] == "INFO" and last["request_id"]
     assert not any(marker in json.dumps(l) for l in logs)

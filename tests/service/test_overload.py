@@ -1,0 +1,133 @@
+"""Overload: at twice the sustainable rate the excess is refused with a fast
+503 `overloaded` + Retry-After, every request is answered, the accepted ones
+keep a bounded p99, and the service is back to normal right after.
+
+The sustainable rate is measured here, on this machine, with a short
+closed-loop pyexec-bench run; the burst is pyexec-bench in constant-rate
+(open-loop) mode with an exact request count, so that "every request was
+answered" is `unfinished == 0`, not an artefact of a closing time window.
+Latency bounds are generous (queue timeout + seconds): a loaded 2-core CI
+machine must not fail this test, a hang must."""
+import glob
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import Server
+
+BENCH = os.path.join(os.path.dirname(os.environ.get("PYEXECD", "build/server/pyexecd")), "..",
+                     "bench", "pyexec-bench")
+QUEUE_TIMEOUT_MS = 1000
+BURST_S = 5
+# Accepted requests wait at most the queue timeout, then run a trivial script:
+# anything near this bound is a hang, not slowness.
+P99_BOUND_MS = QUEUE_TIMEOUT_MS + 5000
+
+
+def bench(url, *args, timeout=60):
+    out = subprocess.run([BENCH, "--json", *args, url], capture_output=True, text=True,
+                         timeout=timeout, check=True)
+    return json.loads(out.stdout)
+
+
+def children_of(pid):
+    """[(pid, state)] of pid's children."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append((int(name), fields[0]))
+    return out
+
+
+def wait_until(condition, what, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def s():
+    server = Server("--workers", "2", "--queue", "4", "--queue-timeout-ms", str(QUEUE_TIMEOUT_MS))
+    yield server
+    assert server.stop() == 0
+
+
+def test_twice_the_sustainable_rate(s):
+    url = f"http://127.0.0.1:{s.port}/execute"
+    # Sustainable: what two workers answer back to back, no queueing to speak of.
+    base = bench(url, "-c", "2", "-d", "2s", "-w", "500ms")
+    assert base["errors"]["total"] == 0 and base["status"] == {"200": base["requests"]}, base
+    sustainable = base["requests_per_s"]
+    assert sustainable > 0, base
+
+    rate = max(20, round(2 * sustainable))
+    total = rate * BURST_S
+    probes = []  # (status, Retry-After, type) of requests sent beside the burst
+
+    def probe():
+        for _ in range(40):
+            status, headers, body = s.request(
+                "POST", "/execute", json.dumps({"script": "def main(): return 1"}),
+                {"Content-Type": "application/json"}, timeout=30)
+            probes.append((status, headers.get("Retry-After"), body.get("type")))
+
+    t = threading.Thread(target=probe)
+    t.start()
+    burst = bench(url, "-c", "32", "-R", str(rate), "-n", str(total), "-w", "0", "-t", "20s",
+                  timeout=BURST_S * 10 + 30)
+    t.join()
+    print(f"sustainable {sustainable:.0f}/s; burst at {rate}/s: {json.dumps(burst)}")
+
+    # every request answered, by 200 or by 503 overloaded, nothing else
+    assert burst["requests"] == total, burst
+    assert burst["errors"] == {"total": 0, "connect": 0, "io": 0, "parse": 0, "timeout": 0}, burst
+    assert burst["unfinished"] == 0, burst
+    assert set(burst["status"]) <= {"200", "503"}, burst
+    refused = burst["status"].get("503", 0)
+    assert refused > 0, f"twice the sustainable rate refused nothing: {burst}"
+    assert burst["error_types"] == {"overloaded": refused}, burst
+    assert burst["status"].get("200", 0) > 0, burst
+    assert burst["latency_ms"]["p99"] < P99_BOUND_MS, burst
+
+    # the probes beside the burst: each 503 is `overloaded` with Retry-After
+    assert {st for st, _, _ in probes} <= {200, 503}, probes
+    for status, retry_after, kind in probes:
+        if status == 503:
+            assert kind == "overloaded" and retry_after is not None and int(retry_after) >= 1, probes
+
+    # recovery: right after the burst, a closed-loop run is clean
+    after = bench(url, "-c", "2", "-d", "2s", "-w", "0")
+    assert after["errors"]["total"] == 0 and after["status"] == {"200": after["requests"]}, after
+    print(f"after: {json.dumps(after)}")
+
+    status, _, health = s.request("GET", "/health")
+    assert status == 200 and health["workers"]["ready"] == health["workers"]["total"] == 2, health
+    template = children_of(s.proc.pid)
+    assert [st for _, st in template] in (["S"], ["R"]), template
+    workers = children_of(template[0][0])
+    assert len(workers) == 2 and "Z" not in [st for _, st in workers], workers
+
+    def settled():
+        # each worker holds its spare child, and at most one retired child
+        # still being reaped; its temp dirs are the spare's and that one's
+        for w, _ in workers:
+            kids = children_of(w)
+            if len(kids) > 2 or [st for _, st in kids].count("Z") > 1:
+                return False
+            if len(glob.glob(f"/tmp/pyexec-{w}/run-*")) > 2:
+                return False
+        return True
+
+    wait_until(settled, "the workers to settle (no zombie, no leftover temp dir)")
