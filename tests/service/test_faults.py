@@ -76,12 +76,11 @@ def healthy(s):
     assert "Z" not in [st for _, st in t["template"] + t["workers"]], t
     assert len(t["workers"]) == h["workers"]["total"]
     for w, _ in t["workers"]:
-        # its spare, and at most the one child retired after the last reply,
-        # which the worker reaps without blocking on it
-        kids = children_of(w)
-        assert len(kids) <= 2 and [st for _, st in kids].count("Z") <= 1, kids
-        runs = glob.glob(f"/tmp/pyexec-{w}/run-*")
-        assert len(runs) <= 2, runs
+        # Children killed after their reply are reaped without blocking on
+        # them, as they die; soon only the spare is left (and its temp dir).
+        until(lambda: len(children_of(w)) == 1, f"worker {w} to reap its dead children")
+        # (inside a mount namespace the worker's tmpfs is not visible from here)
+        until(lambda: len(glob.glob(f"/tmp/pyexec-{w}/run-*")) <= 1, f"worker {w}'s temp dirs")
 
 
 @pytest.fixture
