@@ -284,8 +284,16 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
 
     /* Entered once here, so every child inherits them at no cost per request. */
     snprintf(w->scratch, sizeof(w->scratch), "/tmp/pyexec-%d", getpid()); /* see template.c */
-    if (mkdir(w->scratch, 0711) && errno != EEXIST)
-        return -errno;
+    r = mkdir(w->scratch, 0711) ? -errno : 0;
+    if (r == -EEXIST) {
+        /* Left by a process that had our pid before (pids are reused), or
+         * planted: remove it (never following a link) and make our own. */
+        if (tmpdir_remove(w->scratch))
+            unlink(w->scratch);
+        r = mkdir(w->scratch, 0711) ? -errno : 0;
+    }
+    if (r)
+        return r;
     w->params.scratch = w->scratch;
     int ns = namespaces_enter(w->scratch, cfg->tmp_kb);
     if (ns < 0)
