@@ -200,3 +200,53 @@ def test_body_over_cap_refused_before_body_is_sent(server):
     head, _, body = reply.partition("\r\n\r\n")
     assert head.startswith("HTTP/1.1 413")
     assert json.loads(body)["type"] == "payload_too_large"
+
+
+RANDOM_VALUES = r'''
+import datetime, math, random
+import numpy as np, pandas as pd
+
+def value(rng, depth):
+    kinds = ["int", "bigint", "float", "special", "str", "bool", "none", "np", "date"]
+    if depth < 4:
+        kinds += ["list", "tuple", "dict", "array", "frame"]
+    k = rng.choice(kinds)
+    if k == "int": return rng.randint(-2**63, 2**63)
+    if k == "bigint": return rng.randint(-10**60, 10**60)
+    if k == "float": return rng.uniform(-1e300, 1e300) * rng.random()
+    if k == "special": return rng.choice([math.nan, math.inf, -math.inf, -0.0, 5e-324])
+    if k == "str": return "".join(chr(rng.choice([rng.randint(0, 0x7f), rng.randint(0x80, 0xd7ff), rng.randint(0xe000, 0x10ffff)])) for _ in range(rng.randint(0, 8)))
+    if k == "bool": return rng.random() < 0.5
+    if k == "none": return None
+    if k == "np": return rng.choice([np.int64(rng.randint(-9, 9)), np.float32(rng.random()), np.bool_(True), np.float64("nan"), np.uint8(200)])
+    if k == "date": return rng.choice([datetime.date(2024, 1, 2), pd.Timestamp("2024-05-06T07:08:09"), pd.NaT, np.datetime64("2020-01-01")])
+    if k == "list": return [value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    if k == "tuple": return tuple(value(rng, depth + 1) for _ in range(rng.randint(0, 3)))
+    if k == "dict": return {rng.choice(["a", "é", "日本", "", "\x00"]) + str(i): value(rng, depth + 1) for i in range(rng.randint(0, 4))}
+    if k == "array": return np.array([rng.choice([1.5, math.nan, -math.inf, 0.0]) for _ in range(rng.randint(0, 5))])
+    return pd.DataFrame({"x": [rng.random(), math.nan], "y": ["a", None]})
+
+def main(seed):
+    return value(random.Random(seed), 0)
+'''
+
+
+def strict_loads(text):
+    def refuse(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_python_values_become_strict_json(server, seed):
+    """Arbitrary nestings of the types scripts return: always strict JSON,
+    NaN and infinities as null, never a 500."""
+    c = server.conn()
+    c.request("POST", "/execute", json.dumps({"script": RANDOM_VALUES, "input": seed}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    raw = r.read()
+    c.close()
+    assert r.status == 200, raw
+    body = strict_loads(raw.decode("utf-8"))  # strict UTF-8 and strict JSON
+    assert "result" in body
