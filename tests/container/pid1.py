@@ -52,7 +52,7 @@ def wait(what, cond, limit=30):
     deadline = time.monotonic() + limit
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)  # poll interval; cond() is what we wait for
+        time.sleep(0.05)  # poll interval; cond() is what we wait for (ok-sleep)
 
 
 def kill(pid):

@@ -47,7 +47,7 @@ while True:
     if workers["idle"] < workers["total"]:
         break
     assert time.monotonic() < deadline, f"the request never reached a worker: {workers}"
-    time.sleep(0.02)  # poll interval; the condition above is what we wait for
+    time.sleep(0.02)  # poll interval; the condition above is what we wait for (ok-sleep)
 
 start = time.monotonic()
 subprocess.run(["podman", "kill", "--signal", "TERM", args.container], check=True, stdout=subprocess.DEVNULL)

@@ -39,7 +39,7 @@ import csv, decimal, fractions, hashlib, statistics, time  # not imported before
 
 assert statistics.mean([1, 2, 3]) == 2 and hashlib.sha256(b"x").hexdigest()
 time.localtime()
-time.sleep(0.001)
+time.sleep(0.001)  # ok-sleep: the workload checks that nanosleep works confined
 
 box = []
 t = threading.Thread(target=lambda: box.append(float(np.sum(np.ones(1000)))))

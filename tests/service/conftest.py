@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -166,6 +167,30 @@ def make_server():
     yield make
     for s in started:
         s.stop()
+
+
+def children_of(pid):
+    """[(pid, state)] of pid's children."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(fields[1]) == pid:
+                out.append((int(name), fields[0]))
+    return out
+
+
+def until(condition, what, timeout=60):
+    """Poll condition() until it holds; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def proc_stat(pid):

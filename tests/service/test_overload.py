@@ -15,11 +15,10 @@ import re
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
 
-from conftest import Server
+from conftest import Server, children_of, until
 
 BENCH = os.path.join(os.path.dirname(os.environ.get("PYEXECD", "build/server/pyexecd")), "..",
                      "bench", "pyexec-bench")
@@ -47,29 +46,6 @@ def check_burst(burst, total):
     assert burst["error_types"] == {"overloaded": refused}, burst
     assert burst["status"].get("200", 0) > 0, burst
     assert burst["latency_ms"]["p99"] < P99_BOUND_MS, burst
-
-
-def children_of(pid):
-    """[(pid, state)] of pid's children."""
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append((int(name), fields[0]))
-    return out
-
-
-def wait_until(condition, what, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +120,7 @@ def test_twice_the_sustainable_rate(s):
                 return False
         return True
 
-    wait_until(settled, "the workers to settle (no zombie, no leftover temp dir)")
+    until(settled, "the workers to settle (no zombie, no leftover temp dir)")
 
 
 def test_queue_deadline_under_overload(tmp_path):
@@ -154,7 +130,7 @@ def test_queue_deadline_under_overload(tmp_path):
     try:
         url = f"http://127.0.0.1:{s.port}/execute"
         body = tmp_path / "slow.json"
-        body.write_text(json.dumps({"script": "import time\ndef main():\n    time.sleep(0.1)\n    return 1"}))
+        body.write_text(json.dumps({"script": "import time\ndef main():\n    time.sleep(0.1)\n    return 1"}))  # ok-sleep: the script's own 100 ms of work
         base = bench(url, "-b", str(body), "-c", "2", "-d", "2s", "-w", "0")
         assert base["errors"]["total"] == 0 and base["status"] == {"200": base["requests"]}, base
         rate = max(4, round(2 * base["requests_per_s"]))
@@ -189,11 +165,11 @@ def test_client_gone_while_queued_is_never_run():
             return s.request("GET", "/health")[2]
 
         busy = raw("import threading\ndef main():\n    threading.Event().wait(1)\n    return 'held'")
-        wait_until(lambda: health()["workers"]["idle"] == 0, "the worker to be busy")
+        until(lambda: health()["workers"]["idle"] == 0, "the worker to be busy")
         queued = raw("def main(): return 'nobody'")
-        wait_until(lambda: health()["queued"] == 1, "the second request to queue")
+        until(lambda: health()["queued"] == 1, "the second request to queue")
         queued.close()
-        wait_until(lambda: health()["queued"] == 0, "the abandoned request to leave the queue")
+        until(lambda: health()["queued"] == 0, "the abandoned request to leave the queue")
         assert busy.recv(12) == b"HTTP/1.1 200"
         busy.close()
         assert s.execute("def main(): return 'next'")[1]["result"] == "next"

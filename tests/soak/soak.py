@@ -57,14 +57,14 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "service"))
-from conftest import Client, Server  # noqa: E402  (the service tests' server harness)
+from conftest import Client, Server, children_of  # noqa: E402  (the service tests' server harness)
 
 SOCKET_TIMEOUT = 30
 ACCEPTOR_RSS_SLACK_KB = 4096
 WORKER_RSS_SLACK_KB = 8192
 SERVER_FLAGS = ["--result-kb", "2048", "--idle-timeout-ms", "2000"]
 
-HOLD = "import time\ndef main():\n    time.sleep(2)\n    return 'held'"
+HOLD = "import time\ndef main():\n    time.sleep(2)\n    return 'held'"  # ok-sleep: pacing or the script's own work, not synchronisation
 
 
 def js(**fields):
@@ -115,7 +115,7 @@ CASES = [
     ("no_main", 2, "http", script("x = 1"), (400, "missing_main", None)),
     # timeouts
     ("timeout_busy", 2, "http", script("def main():\n    while True: pass", timeout_ms=300), (400, "timeout", None)),
-    ("timeout_sleep", 2, "http", script("import time\ndef main(): time.sleep(5)", timeout_ms=300),
+    ("timeout_sleep", 2, "http", script("import time\ndef main(): time.sleep(5)", timeout_ms=300),  # ok-sleep: pacing or the script's own work, not synchronisation
      (400, "timeout", None)),
     # memory bombs
     ("memory_bomb", 2, "http", script(
@@ -200,7 +200,7 @@ class Soak:
             with socket.create_connection((self.host, self.port), timeout=SOCKET_TIMEOUT) as c:
                 c.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-                time.sleep(random.uniform(0.05, 0.3))  # the hang-up is the test, not a sync
+                time.sleep(random.uniform(0.05, 0.3))  # the hang-up is the test, not a sync (ok-sleep)
         except OSError as e:
             self.record(name, "error", type(e).__name__, False, repr(e))
             return
@@ -233,7 +233,7 @@ class Soak:
                 step = len(msg) // 6 + 1
                 for i in range(0, len(msg), step):
                     c.sendall(msg[i:i + step])
-                    time.sleep(0.05)  # pacing the trickle, not synchronising
+                    time.sleep(0.05)  # pacing the trickle, not synchronising (ok-sleep)
                 reply = b""
                 while len(reply) < 1 << 20:
                     chunk = c.recv(16)
@@ -294,19 +294,6 @@ class Soak:
 
 # ---- resource snapshot -----------------------------------------------------
 
-def children_of(pid):
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append((int(name), fields[0]))
-    return out
-
 
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
@@ -339,7 +326,7 @@ def snapshot(acceptor, timeout=60):
         quiet = workers and all([st for _, st in children_of(w)] == ["S"] for w in workers)
         if quiet or time.monotonic() > deadline:
             break
-        time.sleep(0.1)  # polling interval; the condition above is what we wait on
+        time.sleep(0.1)  # polling interval; the condition above is what we wait on (ok-sleep)
     snap = {
         "quiet": bool(quiet),
         "acceptor_rss_kb": rss_kb(acceptor),
@@ -394,7 +381,7 @@ def drive(soak, duration, rate, threads, seed):
                 return
             delay = due - time.monotonic()
             if delay > 0:
-                time.sleep(delay)  # pacing to the schedule
+                time.sleep(delay)  # pacing to the schedule (ok-sleep)
             soak.run_case(rng.choice(weighted))
 
     ts = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(threads)]
