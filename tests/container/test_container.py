@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../service"))
 from conftest import Client, load_cases  # noqa: E402
-from test_escape import ESCAPES, RAW, RAW_SCRIPT  # noqa: E402
+from test_escape import ESCAPES, RAW, check_escape, check_raw_syscall, still_serving  # noqa: E402
 
 URL = os.environ.get("PYEXEC_URL", "http://127.0.0.1:8080")
 RUNTIME = os.environ.get("PYEXEC_RUNTIME", "runc")
@@ -86,11 +86,6 @@ def test_conformance(server, case):
 # --- escapes -----------------------------------------------------------------
 
 
-def still_serving(server):
-    status, data = server.execute("def main():\n    return 'alive'")
-    assert (status, data["result"]) == (200, "alive")
-
-
 def documented_degradation(name, sandbox):
     """SECURITY.md, "What degrades where": the probes a host without these
     layers cannot refuse. None is an escape from what that table promises."""
@@ -113,20 +108,12 @@ def test_escape_refused(server, sandbox, name):
     reason = documented_degradation(name, sandbox)
     if reason:
         pytest.skip(reason)
-    status, data = server.execute(ESCAPES[name], input=server.port)
-    if status == 200:
-        assert data["result"] == "refused", data
-    else:
-        assert status == 400 and data["type"] in ("exception", "killed"), data
-    still_serving(server)
+    check_escape(server, name)
 
 
 @pytest.mark.parametrize("name", sorted(RAW))
 def test_raw_syscall_refused(server, name):
-    status, data = server.execute(RAW_SCRIPT, input=list(RAW[name]))
-    assert status == 200, data
-    assert data["result"] == {"r": -1, "errno": 1}, data  # EPERM
-    still_serving(server)
+    check_raw_syscall(server, name)
 
 
 def test_no_name_resolution(server):

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/sandbox/confine.h"
 #include "seccomp/landlock.h"
 #include "seccomp/policy.h"
 #include "seccomp/privdrop.h"
@@ -61,15 +62,7 @@ static int confine_child(void)
     uid_t uid;
     gid_t gid;
     int rc = privdrop_resolve("65534", &uid, &gid);
-    if (rc == 0)
-        rc = privdrop_apply(uid, gid);
-    if (rc == 0)
-        rc = privdrop_no_new_privs();
-    if (rc == 0)
-        rc = landlock_apply(tmpdir);
-    if (rc >= 0)
-        rc = policy_apply();
-    return rc;
+    return rc ? rc : test_confine(uid, gid, tmpdir);
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)

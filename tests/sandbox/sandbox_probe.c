@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/sandbox/confine.h"
 #include "seccomp/landlock.h"
 #include "seccomp/policy.h"
 #include "seccomp/privdrop.h"
@@ -467,14 +468,7 @@ static const struct op ops[] = {
 /* The service child's order: privileges, no_new_privs, Landlock, seccomp. */
 static int confine(uid_t uid, gid_t gid)
 {
-    int rc = privdrop_apply(uid, gid);
-    if (rc == 0)
-        rc = privdrop_no_new_privs();
-    if (rc == 0)
-        rc = landlock_apply(tmpdir);
-    if (rc >= 0)
-        rc = policy_apply();
-    return rc;
+    return test_confine(uid, gid, tmpdir);
 }
 
 static int run_child(const struct op *op, int sandbox, uid_t uid, gid_t gid)
