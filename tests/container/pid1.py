@@ -3,11 +3,10 @@ worker (its spare child is orphaned and reparented to the container's PID 1)
 and then the template (every worker and child orphaned). Once /health is
 ready again, no zombie may stay: PID 1 must reap what it inherits."""
 import argparse
-import json
 import subprocess
 import time
-import urllib.error
-import urllib.request
+
+from health import get_health
 
 # Run inside the container with its own python3: one line per process.
 PS = r"""
@@ -39,13 +38,7 @@ def procs():
 
 
 def health():
-    try:
-        with urllib.request.urlopen(args.url + "/health", timeout=5) as r:
-            return json.load(r)
-    except urllib.error.HTTPError as e:
-        return json.load(e)
-    except OSError:
-        return {}
+    return get_health(args.url)
 
 
 def wait(what, cond, limit=30):

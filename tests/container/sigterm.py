@@ -9,6 +9,8 @@ import time
 import urllib.error
 import urllib.request
 
+from health import get_health
+
 LIMIT_S = 10  # Cloud Run's grace period between SIGTERM and SIGKILL
 
 ap = argparse.ArgumentParser()
@@ -18,11 +20,7 @@ args = ap.parse_args()
 
 
 def health():
-    try:
-        with urllib.request.urlopen(args.url + "/health", timeout=5) as r:
-            return json.load(r)
-    except urllib.error.HTTPError as e:
-        return json.load(e)
+    return get_health(args.url)
 
 
 answer = {}
