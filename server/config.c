@@ -75,28 +75,36 @@ static int set_str(struct config *cfg, const struct str_opt *o, const char *valu
     return 0;
 }
 
-static bool known_option(const char *name)
+static const struct int_opt *find_int(const char *flag)
 {
     for (size_t i = 0; i < N_INT; i++)
-        if (!strcmp(name, int_opts[i].flag))
-            return true;
+        if (!strcmp(flag, int_opts[i].flag))
+            return &int_opts[i];
+    return NULL;
+}
+
+static const struct str_opt *find_str(const char *flag)
+{
     for (size_t i = 0; i < N_STR; i++)
-        if (!strcmp(name, str_opts[i].flag))
-            return true;
-    return false;
+        if (!strcmp(flag, str_opts[i].flag))
+            return &str_opts[i];
+    return NULL;
+}
+
+static bool known_option(const char *name)
+{
+    return find_int(name) || find_str(name);
 }
 
 /* Apply one option by flag name; returns 0, -ENOENT if unknown, -EINVAL. */
 static int set_option(struct config *cfg, const char *name, const char *value, const char *source,
                       FILE *err)
 {
-    for (size_t i = 0; i < N_INT; i++)
-        if (!strcmp(name, int_opts[i].flag))
-            return set_int(cfg, &int_opts[i], value, source, err);
-    for (size_t i = 0; i < N_STR; i++)
-        if (!strcmp(name, str_opts[i].flag))
-            return set_str(cfg, &str_opts[i], value, source, err);
-    return -ENOENT;
+    const struct int_opt *i = find_int(name);
+    const struct str_opt *s = find_str(name);
+    if (i)
+        return set_int(cfg, i, value, source, err);
+    return s ? set_str(cfg, s, value, source, err) : -ENOENT;
 }
 
 void config_usage(FILE *out)

@@ -620,7 +620,6 @@ void pool_get_stats(const struct pool *p, struct pool_stats *st)
     }
     st->queued = p->queued;
     st->respawns = p->respawns;
-    st->template_up = p->template_up;
 }
 
 const char *pool_versions(const struct pool *p)

@@ -33,7 +33,6 @@ struct pool_job {
 struct pool_stats {
     unsigned workers, ready, busy, queued;
     uint64_t respawns;
-    bool template_up;
 };
 
 /* Called with each reply's report of its worker's last spare fork (seconds). */
