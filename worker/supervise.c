@@ -269,8 +269,6 @@ void supervise_run(struct child *c, const char *request, size_t request_len,
         kill_and_reap(c, run);
         return;
     }
-    if (sp->after_handoff)
-        sp->after_handoff(sp->after_handoff_data);
 
     collect(c, sp, run, start + sp->timeout_ms);
     run->wall_ms = now_ms() - start;

@@ -50,9 +50,6 @@ struct supervise_params {
      * 10 ms (where no tmpfs of that size enforces it already): a script can
      * overshoot by what it writes in 10 ms, never by more. */
     long long disk_cap;
-    /* Called once the request is in the child: the worker wipes its copy. */
-    void (*after_handoff)(void *data);
-    void *after_handoff_data;
 };
 
 /* Run the request frame payload (struct ipc_request + data) in child c.

@@ -3,8 +3,8 @@
  * Memory hygiene: every child inherits the worker's memory. So no request's
  * script, input, output or result may be left readable in the worker when it
  * forks: buffers are wiped (explicit_bzero) before they are freed, jansson's
- * allocator wipes too, the request frame is wiped the moment it is in the
- * child, and the next child is forked only once the reply is out. */
+ * allocator wipes too, the request frame is wiped once the child has it, and
+ * the next child is forked only once the reply is out. */
 #include "worker/worker.h"
 
 #include <errno.h>
@@ -40,9 +40,7 @@ struct worker {
     struct child_params params;
     struct child spare;
     bool have_spare;
-    char *request;    /* the frame being served, until it is in the child */
     uint32_t fork_us; /* the last spare's fork, for the acceptor's metrics */
-    size_t request_len;
     struct child dying[MAX_DYING];
     int ndying;
     char scratch[64];   /* where the children's temp dirs are made */
@@ -91,15 +89,6 @@ static void spawn_spare(struct worker *w)
         fprintf(stderr, "pyexecd: worker %d: cannot fork a child: %s\n", getpid(), strerror(-r));
 }
 
-/* supervise_run's after_handoff: the request is in the child; the worker
- * keeps no copy. */
-static void request_handed_off(void *data)
-{
-    struct worker *w = data;
-    ipc_free(w->request, w->request_len);
-    w->request = NULL;
-}
-
 static void reap_dying(struct worker *w, bool block)
 {
     for (int i = 0; i < w->ndying;) {
@@ -140,12 +129,11 @@ static int send_reply(struct worker *w, const struct reply *rep)
     return ipc_write(w->chan, IPC_REPLY, parts, 3);
 }
 
+/* Run one request frame (consumed: wiped and freed) and send its reply. */
 static int serve(struct worker *w, char *frame, size_t len)
 {
     struct ipc_request rq;
     memcpy(&rq, frame, sizeof(rq));
-    w->request = frame;
-    w->request_len = len;
 
     struct supervise_params sp = {
         .timeout_ms = rq.timeout_ms,
@@ -154,8 +142,6 @@ static int serve(struct worker *w, char *frame, size_t len)
         .disk_cap = w->disk_cap,
         .cancel_fd = w->chan,
         .sigchld_fd = w->sigchld[0],
-        .after_handoff = request_handed_off,
-        .after_handoff_data = w,
     };
     struct run run;
     struct child c;
@@ -178,10 +164,7 @@ static int serve(struct worker *w, char *frame, size_t len)
         retire(w, &c, &run);
         run_free(&run);
     }
-    if (w->request) { /* never handed off */
-        ipc_free(w->request, w->request_len);
-        w->request = NULL;
-    }
+    ipc_free(frame, len); /* the child has its copy; ours goes before the next fork */
 
     uint64_t cpu_ms =
         w->params.limits.cpu_ms < rq.timeout_ms ? w->params.limits.cpu_ms : rq.timeout_ms;
