@@ -75,22 +75,13 @@ static int drain(int fd, struct capture *b)
     }
 }
 
-static void kill_and_reap(struct child *c, struct run *run)
+/* Collect the child's exit (flags: 0 waits, WNOHANG does not). */
+static bool reap(struct child *c, struct run *run, int flags)
 {
-    kill(c->pid, SIGKILL);
     struct rusage ru;
-    while (wait4(c->pid, &run->wait_status, 0, &ru) < 0 && errno == EINTR)
+    pid_t r;
+    while ((r = wait4(c->pid, &run->wait_status, flags, &ru)) < 0 && errno == EINTR)
         ;
-    run->reaped = true;
-    run->cpu_us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
-                  ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
-    run->max_rss_kb = ru.ru_maxrss;
-}
-
-static bool try_reap(struct child *c, struct run *run)
-{
-    struct rusage ru;
-    pid_t r = wait4(c->pid, &run->wait_status, WNOHANG, &ru);
     if (r != c->pid)
         return false;
     run->reaped = true;
@@ -98,6 +89,12 @@ static bool try_reap(struct child *c, struct run *run)
                   ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
     run->max_rss_kb = ru.ru_maxrss;
     return true;
+}
+
+static void kill_and_reap(struct child *c, struct run *run)
+{
+    kill(c->pid, SIGKILL);
+    reap(c, run, 0);
 }
 
 /* Wait for the child's READY frame on its result pipe. Returns 0, or -1 with
@@ -213,7 +210,7 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             }
             /* Its last copy closed: the child is gone, or going; do not count
              * on a SIGCHLD still to come. */
-            if (closed && try_reap(c, run)) {
+            if (closed && reap(c, run, WNOHANG)) {
                 run->end = RUN_DIED;
                 break;
             }
@@ -226,7 +223,7 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             char sink[64];
             while (read(sp->sigchld_fd, sink, sizeof(sink)) > 0)
                 ;
-            if (try_reap(c, run)) {
+            if (reap(c, run, WNOHANG)) {
                 run->end = result_complete(&res, run) ? RUN_RESULT : RUN_DIED;
                 break;
             }
