@@ -154,6 +154,14 @@ static bool result_complete(struct capture *b, struct run *run)
     return true;
 }
 
+/* A whole result frame is in: one last look at the disk, so a script that
+ * outran the 10 ms checks gets no success out of it. */
+static enum run_end result_end(const struct child *c, const struct supervise_params *sp)
+{
+    bool over = sp->disk_cap > 0 && tmpdir_usage(c->tmpdir, sp->disk_cap) > sp->disk_cap;
+    return over ? RUN_DISK_FULL : RUN_RESULT;
+}
+
 static void collect(struct child *c, const struct supervise_params *sp, struct run *run,
                     double deadline)
 {
@@ -201,11 +209,7 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
                 break;
             }
             if (result_complete(&res, run)) {
-                /* One last look: a script that outran the 10 ms checks still
-                 * gets no success out of it. */
-                bool over =
-                    sp->disk_cap > 0 && tmpdir_usage(c->tmpdir, sp->disk_cap) > sp->disk_cap;
-                run->end = over ? RUN_DISK_FULL : RUN_RESULT;
+                run->end = result_end(c, sp);
                 break;
             }
             /* Its last copy closed: the child is gone, or going; do not count
@@ -224,7 +228,14 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             while (read(sp->sigchld_fd, sink, sizeof(sink)) > 0)
                 ;
             if (reap(c, run, WNOHANG)) {
-                run->end = result_complete(&res, run) ? RUN_RESULT : RUN_DIED;
+                /* Dead, so all it wrote is in the pipe now, including a result
+                 * that arrived after poll() returned (any child's exit wakes us). */
+                if (pfd[P_RES].fd >= 0)
+                    drain(c->res_fd, &res);
+                if (res.truncated)
+                    run->end = RUN_OVERSIZE;
+                else
+                    run->end = result_complete(&res, run) ? result_end(c, sp) : RUN_DIED;
                 break;
             }
         }
