@@ -9,18 +9,19 @@
 
 /* Template process, once: set the BLAS/OpenMP thread variables to 1, start
  * Debian's CPython 3.11 (UTF-8 mode, unbuffered stdio, no signal handlers,
- * no bytecode writing), import numpy, pandas and the harness, collect and
- * gc.freeze(). Returns 0 or -1 with a reason printed to stderr. */
+ * no bytecode writing), import numpy, pandas and the harness, set the
+ * environment to the children's allowlist, collect and gc.freeze().
+ * Returns 0 or -1 with a reason printed to stderr. */
 int embed_init(void);
 
 /* After embed_init: {"python": "3.11.2", "numpy": "...", "pandas": "..."}.
  * Static storage. */
 const char *embed_versions_json(void);
 
-/* Child, right after fork (before seccomp: it reads os.urandom): re-seed
- * Python's random and numpy's global RNG from the OS so no two children share
- * a stream; point tempfile at tmpdir; replace the whole environment (C environ
- * and os.environ alike) with exactly this allowlist:
+/* Child, right after fork (before seccomp: it reads the OS's randomness):
+ * re-seed Python's random and numpy's global RNG so no two children share a
+ * stream, point tempfile at tmpdir, and complete the environment (C environ
+ * and os.environ alike), which embed_init already reduced to the allowlist:
  *   PATH=/usr/bin:/bin  HOME=<tmpdir>  TMPDIR=<tmpdir>  LANG=C.UTF-8
  *   OPENBLAS_NUM_THREADS=1  OMP_NUM_THREADS=1  MKL_NUM_THREADS=1
  * Returns 0 or -1 (with a Python traceback on stderr). */

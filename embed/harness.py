@@ -174,13 +174,30 @@ def loads(data):
 
 
 def warm_up():
-    """Template: run the lazy paths once, then freeze what exists so that
-    forked children do not touch (and copy) these pages when the GC runs."""
+    """Template: run the lazy paths once, settle what every child inherits,
+    then freeze what exists so that forked children do not touch (and copy)
+    these pages when the GC runs."""
     frame = pandas.DataFrame({"t": pandas.to_datetime(["2024-01-02"]), "x": [math.nan]})
     serialise({"f": frame, "a": numpy.arange(2.0), "n": numpy.int64(1)}, 1 << 20)
     traceback.format_exception(ZeroDivisionError("x"))
+    # Children differ only in HOME and TMPDIR: the rest of their environment
+    # is set here, once, instead of rebuilt in every child.
+    os.environ.clear()
+    os.environ.update(ENVIRONMENT)
+    numpy.random.seed(0)  # no cached Gaussian; each child overwrites the key (python.c)
     gc.collect()
     gc.freeze()
+
+
+def numpy_state():
+    """Where numpy's global MT19937 keeps its state (python.c writes it)."""
+    return numpy.random.mtrand._rand._bit_generator.ctypes.state_address
+
+
+def numpy_key():
+    """The global generator's state as python.c should have left it."""
+    _, key, pos, has_gauss, _ = numpy.random.get_state()
+    return key.tobytes() + pos.to_bytes(4, "little") + has_gauss.to_bytes(4, "little")
 
 
 def versions():
@@ -193,10 +210,12 @@ ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS
 
 
 def prepare_child(tmpdir):
+    """Child, before confinement. numpy's generator is re-seeded in C."""
     random.seed()  # from os.urandom
-    # numpy's global generator gets a whole fresh MT19937 state from the OS:
-    # as strong as numpy.random.seed() and a third of its cost in a new child.
-    numpy.random.set_state(("MT19937", numpy.frombuffer(os.urandom(2496), numpy.uint32), 624))
     tempfile.tempdir = tmpdir
-    os.environ.clear()
-    os.environ.update(ENVIRONMENT, HOME=tmpdir, TMPDIR=tmpdir)
+    os.environ["HOME"] = tmpdir
+    os.environ["TMPDIR"] = tmpdir
+    namespace = {}
+    exec(compile_script("def main():\n    return {'x': [1, 'y', None]}\n"), namespace)
+    serialise(namespace["main"](), 1 << 10)
+    linecache.cache.pop(SCRIPT, None)

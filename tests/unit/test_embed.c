@@ -377,12 +377,13 @@ static void test_children_get_fresh_random_streams(void **state)
 {
     (void)state;
     const char *script = "import random, numpy as np\n"
-                         "def main(): return [random.random(), float(np.random.rand())]\n";
+                         "def main(): return [random.random(), float(np.random.rand()),\n"
+                         "                    float(np.random.normal())]\n";
     struct child_run a = run(script), b = run(script);
     expect_type(&a, "ok");
     expect_type(&b, "ok");
     json_t *ra = json_object_get(a.outcome, "result"), *rb = json_object_get(b.outcome, "result");
-    for (size_t i = 0; i < 2; i++)
+    for (size_t i = 0; i < 3; i++)
         assert_true(json_real_value(json_array_get(ra, i)) !=
                     json_real_value(json_array_get(rb, i)));
     run_free(&a);
