@@ -26,6 +26,7 @@
 #include "seccomp/privdrop.h"
 #include "seccomp/status.h"
 #include "worker/child.h"
+#include "worker/forkheap.h"
 #include "worker/ipc.h"
 #include "worker/reply.h"
 #include "worker/supervise.h"
@@ -301,6 +302,8 @@ _Noreturn void worker_main(const struct worker_args *a)
         fprintf(stderr, "pyexecd: worker %d: set-up failed: %s\n", getpid(), strerror(-r));
         _exit(1);
     }
+    struct forkheap_stats heap;
+    forkheap_settle(&heap); /* after set-up's own allocations, before any fork */
     spawn_spare(&w);
 
     for (;;) {

@@ -1,0 +1,19 @@
+/* Keeps the worker cheap to fork: its copy of the interpreter's heap on
+ * transparent huge pages, and its own per-request allocations off them.
+ * Called once by worker.c before the first spare child; runs in the worker. */
+#ifndef PYEXEC_FORKHEAP_H
+#define PYEXEC_FORKHEAP_H
+
+#include <stddef.h>
+
+struct forkheap_stats {
+    size_t drained_bytes; /* free heap memory claimed for good */
+    int huge_ranges;      /* 2 MiB ranges of the heap now on one huge page each */
+    int failed_ranges;    /* ranges the kernel would not collapse (no THP, no memory) */
+};
+
+/* Best effort, never fails: on a kernel without MADV_COLLAPSE (before 6.1,
+ * gVisor) or with THP off, only the draining happens. */
+void forkheap_settle(struct forkheap_stats *st);
+
+#endif
