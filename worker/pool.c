@@ -9,7 +9,8 @@
  *                          │  environment; CPython + numpy + pandas imported,
  *                          │  gc.freeze()d). Forks one WORKER per IPC_SPAWN.
  *                          ▼
- *   ACCEPTOR ◀──chan──▶  WORKER ×N (one per CPU; shares the template's pages)
+ *   ACCEPTOR ◀──chan──▶  WORKER ×N (one per CPU; shares the template's pages but
+ *                          │  its heap, which it moves onto huge pages: forkheap.c)
  *     chan: SOCK_STREAM socketpair, ipc.h frames:
  *       acceptor → worker  IPC_REQUEST (one at a time), IPC_CANCEL
  *       worker → acceptor  IPC_READY (once), IPC_REPLY (one per REQUEST)
