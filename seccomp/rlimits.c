@@ -5,35 +5,29 @@
 #include "seccomp/rlimits.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
-/* /proc/self/statm: one line of page counts, "size resident shared text lib
- * data dt"; size is VmSize, data is VmData + VmStk (a few hundred KiB more
- * than RLIMIT_DATA counts: the budget is that much looser, never tighter).
- * One read instead of scanning /proc/self/status: this runs in every child. */
+/* VmSize and VmData of /proc/self/status, in bytes. /proc/self/statm would be
+ * one line, but gVisor fills in only its first two fields. This runs in every
+ * child: a prefix test per line, no scanf. */
 static int read_base(struct rlimits_base *base)
 {
     char line[256];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f)
         return -errno;
-    ssize_t n = read(fd, line, sizeof(line) - 1);
-    int err = n < 0 ? -errno : 0;
-    close(fd);
-    if (n <= 0)
-        return err ? err : -EIO;
-    line[n] = '\0';
-    unsigned long long size, data;
-    if (sscanf(line, "%llu %*u %*u %*u %*u %llu", &size, &data) != 2 || !size || !data)
-        return -EIO;
-    long page = sysconf(_SC_PAGESIZE);
-    base->vm_size = size * page;
-    base->vm_data = data * page;
-    return 0;
+    base->vm_size = base->vm_data = 0;
+    while (fgets(line, sizeof(line), f) && !(base->vm_size && base->vm_data)) {
+        if (!strncmp(line, "VmSize:", 7))
+            base->vm_size = strtoull(line + 7, NULL, 10) << 10;
+        else if (!strncmp(line, "VmData:", 7))
+            base->vm_data = strtoull(line + 7, NULL, 10) << 10;
+    }
+    fclose(f);
+    return base->vm_size && base->vm_data ? 0 : -EIO;
 }
 
 static int set_limit(int resource, uint64_t soft, uint64_t hard)
