@@ -50,11 +50,11 @@ static size_t drain_size(size_t size, uintptr_t top, size_t budget)
     return taken;
 }
 
-static size_t drain_free_chunks(void)
+static void drain_free_chunks(void)
 {
     struct mallinfo2 mi = mallinfo2(); /* fordblks: all free bytes; keepcost: the top chunk */
     if (mi.fordblks <= mi.keepcost)
-        return 0; /* nothing free below the top (or not glibc's malloc: sanitizers) */
+        return; /* nothing free below the top (or not glibc's malloc: sanitizers) */
     uintptr_t top = (uintptr_t)sbrk(0) - mi.keepcost;
     size_t budget = mi.fordblks - mi.keepcost, taken = 0;
     /* The smallest size first takes (splitting) every chunk in the regular
@@ -63,10 +63,9 @@ static size_t drain_free_chunks(void)
     for (size_t size = SMALLEST_CHUNK; size <= DRAINED_SIZES && taken < budget;
          size += SMALLEST_CHUNK)
         taken += drain_size(size, top, budget - taken);
-    return taken;
 }
 
-static void collapse_heap(struct forkheap_stats *st)
+static void collapse_heap(void)
 {
     FILE *maps = fopen("/proc/self/maps", "re");
     if (!maps)
@@ -77,19 +76,14 @@ static void collapse_heap(struct forkheap_stats *st)
         if (!strstr(line, "[heap]") || sscanf(line, "%lx-%lx", &start, &end) != 2)
             continue;
         for (uintptr_t p = (start + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1); p + HUGE_PAGE <= end;
-             p += HUGE_PAGE) {
-            if (madvise((void *)p, HUGE_PAGE, MADV_COLLAPSE) == 0)
-                st->huge_ranges++;
-            else
-                st->failed_ranges++;
-        }
+             p += HUGE_PAGE)
+            madvise((void *)p, HUGE_PAGE, MADV_COLLAPSE); /* may fail: stays on 4 KiB pages */
     }
     fclose(maps);
 }
 
-void forkheap_settle(struct forkheap_stats *st)
+void forkheap_settle(void)
 {
-    memset(st, 0, sizeof(*st));
-    st->drained_bytes = drain_free_chunks();
-    collapse_heap(st);
+    drain_free_chunks();
+    collapse_heap();
 }

@@ -4,16 +4,8 @@
 #ifndef PYEXEC_FORKHEAP_H
 #define PYEXEC_FORKHEAP_H
 
-#include <stddef.h>
-
-struct forkheap_stats {
-    size_t drained_bytes; /* free heap memory claimed for good */
-    int huge_ranges;      /* 2 MiB ranges of the heap now on one huge page each */
-    int failed_ranges;    /* ranges the kernel would not collapse (no THP, no memory) */
-};
-
 /* Best effort, never fails: on a kernel without MADV_COLLAPSE (before 6.1,
  * gVisor) or with THP off, only the draining happens. */
-void forkheap_settle(struct forkheap_stats *st);
+void forkheap_settle(void);
 
 #endif

@@ -302,8 +302,7 @@ _Noreturn void worker_main(const struct worker_args *a)
         fprintf(stderr, "pyexecd: worker %d: set-up failed: %s\n", getpid(), strerror(-r));
         _exit(1);
     }
-    struct forkheap_stats heap;
-    forkheap_settle(&heap); /* after set-up's own allocations, before any fork */
+    forkheap_settle(); /* after set-up's own allocations, before any fork */
     spawn_spare(&w);
 
     for (;;) {
