@@ -2,7 +2,7 @@
  * starts any thread or child) so every child inherits them at no per-request
  * cost: an empty network namespace, a private SysV IPC namespace, and a
  * read-only mount view with one writable scratch dir. Runs in the worker,
- * called by worker/pool.c (or wherever the worker starts). */
+ * called by server/pool.c (or wherever the worker starts). */
 #ifndef PYEXEC_NAMESPACES_H
 #define PYEXEC_NAMESPACES_H
 

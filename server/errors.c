@@ -1,7 +1,7 @@
 /* The JSON error body of every non-2xx answer. */
 #include "server/errors.h"
 
-#include "worker/jsontext.h"
+#include "common/jsontext.h"
 
 #include <jansson.h>
 #include <stdint.h>

@@ -13,14 +13,14 @@
 #include <uv.h>
 
 #include "seccomp/policy.h"
-#include "server/config.h"
+#include "common/config.h"
 #include "server/errors.h"
 #include "server/http.h"
 #include "server/metrics.h"
 #include "server/request.h"
 #include "server/selftest.h"
-#include "worker/ipc.h"
-#include "worker/pool.h"
+#include "common/ipc.h"
+#include "server/pool.h"
 #include "worker/template.h"
 
 struct server {

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "worker/pool.h"
+#include "server/pool.h"
 
 /* One answered request: its HTTP status, error type ("ok" for 200) and time
  * from its first byte to its answer. */

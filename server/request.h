@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "server/config.h"
+#include "common/config.h"
 
 struct exec_request {
     char *script; /* NUL-terminated UTF-8, no NUL inside */

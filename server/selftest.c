@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/ipc.h"
+#include "common/ipc.h"
 
 /* Each probe answers "refused" or names what got through. */
 static const char probe_script[] =

@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 
-#include "worker/pool.h"
+#include "server/pool.h"
 
 /* Submit the checks; done(ok, why, data) is called once, when every answer is
  * in. why names what was not refused. forbidden_dir is the service's own

@@ -32,7 +32,7 @@
 #include "seccomp/landlock.h"
 #include "seccomp/policy.h"
 #include "seccomp/privdrop.h"
-#include "worker/ipc.h"
+#include "common/ipc.h"
 
 enum { FD_REQUEST = 0, FD_STDOUT = 1, FD_STDERR = 2, FD_RESULT = 3 };
 

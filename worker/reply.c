@@ -3,7 +3,7 @@
  * script-outcome types SPEC lists are accepted from it. */
 #include "worker/reply.h"
 
-#include "worker/jsontext.h"
+#include "common/jsontext.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "worker/child.h"
-#include "worker/ipc.h"
+#include "common/ipc.h"
 
 struct capture {
     char *data;

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "embed/embed.h"
-#include "worker/ipc.h"
+#include "common/ipc.h"
 #include "worker/tmpdir.h"
 #include "worker/worker.h"
 

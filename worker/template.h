@@ -4,7 +4,7 @@
 #ifndef PYEXEC_TEMPLATE_H
 #define PYEXEC_TEMPLATE_H
 
-#include "server/config.h"
+#include "common/config.h"
 
 /* Never returns: exits 0 when the acceptor closes ctl, 1 if Python fails. */
 _Noreturn void template_main(int ctl, const struct config *cfg);

@@ -27,7 +27,7 @@
 #include "seccomp/status.h"
 #include "worker/child.h"
 #include "worker/forkheap.h"
-#include "worker/ipc.h"
+#include "common/ipc.h"
 #include "worker/reply.h"
 #include "worker/supervise.h"
 

@@ -7,7 +7,7 @@
 
 #include <sys/types.h>
 
-#include "server/config.h"
+#include "common/config.h"
 
 struct worker_args {
     const struct config *cfg;

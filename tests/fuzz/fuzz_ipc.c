@@ -1,4 +1,4 @@
-/* Fuzz target: the frame format of worker/ipc.c. Arbitrary bytes are parsed
+/* Fuzz target: the frame format of common/ipc.c. Arbitrary bytes are parsed
  * by both of its readers — ipc_frame_parse (the acceptor's, on a buffer) and
  * ipc_read (everyone else's, on a pipe) — which must agree frame by frame;
  * the same bytes written as a frame must read back unchanged; and
@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "tests/fuzz/fuzz_check.h"
-#include "worker/ipc.h"
+#include "common/ipc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "tests/fuzz/fuzz_check.h"
-#include "worker/jsontext.h"
+#include "common/jsontext.h"
 #include "worker/reply.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -4,7 +4,7 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "server/config.h"
+#include "common/config.h"
 #include "server/errors.h"
 #include "server/request.h"
 #include "tests/fuzz/fuzz_check.h"

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "server/config.h"
+#include "common/config.h"
 
 static FILE *sink(void)
 {

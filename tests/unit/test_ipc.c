@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "worker/ipc.h"
+#include "common/ipc.h"
 
 static void test_round_trip(void **state)
 {

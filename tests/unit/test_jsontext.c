@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "worker/jsontext.h"
+#include "common/jsontext.h"
 
 static void expect_clean_n(const char *in, size_t len, const char *want, size_t want_len)
 {

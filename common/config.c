@@ -1,6 +1,6 @@
 /* The configuration table turned into code: defaults, environment, flags,
  * --help, and the flags the acceptor hands to the template. */
-#include "server/config.h"
+#include "common/config.h"
 
 #include <errno.h>
 #include <stdbool.h>

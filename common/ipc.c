@@ -1,5 +1,5 @@
 /* The frame format of ipc.h: parse, write, read. */
-#include "worker/ipc.h"
+#include "common/ipc.h"
 
 #include <errno.h>
 #include <stdlib.h>

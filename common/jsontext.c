@@ -1,5 +1,5 @@
 /* UTF-8 repair and the strict JSON syntax check. */
-#include "worker/jsontext.h"
+#include "common/jsontext.h"
 
 #include <stdint.h>
 #include <stdlib.h>

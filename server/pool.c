@@ -31,7 +31,7 @@
  * and exits), then waits for the template.
  *
  * This file is the acceptor's side: template, channels, the wait queue. */
-#include "worker/pool.h"
+#include "server/pool.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -42,7 +42,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "worker/ipc.h"
+#include "common/ipc.h"
 
 #define TEMPLATE_RESTART_MS 1000
 #define QUEUE_SWEEP_MS      50

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "server/config.h"
+#include "common/config.h"
 
 struct pool;
 struct pool_slot;
