@@ -88,7 +88,7 @@ static int start_interpreter(void)
     PyPreConfig_InitIsolatedConfig(&preconfig);
     preconfig.utf8_mode = 1;
     /* Python objects in glibc malloc, not pymalloc's arenas: with the
-     * template's GLIBC_TUNABLES (server/pool.c) the heap is backed by
+     * template's GLIBC_TUNABLES (server/env.c) the heap is backed by
      * transparent huge pages, fewer page-table entries to copy on every
      * fork. Measured in BENCHMARKS.md: fork 1.8 -> 1.1 ms. */
     preconfig.allocator = PYMEM_ALLOCATOR_MALLOC;

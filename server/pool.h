@@ -1,7 +1,9 @@
 /* The acceptor's view of the process tree: it starts the template, asks it for
  * workers, keeps a channel to each, queues jobs (bounded FIFO with a wait
- * deadline) and hands each to an idle worker. Runs in the acceptor, on its
- * libuv loop; called by server/main.c. */
+ * deadline) and hands each to an idle worker. The interface of pool.c,
+ * queue.c, channel.c and template_ctl.c (the drawing at the top of pool.c).
+ * Runs in the acceptor, on its libuv loop; called by server/main.c (life
+ * cycle), server/routes.c (jobs, stats) and server/selftest.c. */
 #ifndef PYEXEC_POOL_H
 #define PYEXEC_POOL_H
 
@@ -37,10 +39,6 @@ struct pool_stats {
 
 /* Called with each reply's report of its worker's last spare fork (seconds). */
 void pool_on_fork_time(struct pool *p, void (*cb)(double seconds));
-
-/* The variables (NULL-terminated names) the template inherits from the
- * acceptor's environment; it gets no other. */
-extern const char *const pool_env_passthrough[];
 
 /* Start the template (exe re-executed with --template-fd) and the workers. */
 int pool_start(uv_loop_t *loop, const struct config *cfg, const char *exe, struct pool **out);

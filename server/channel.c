@@ -1,0 +1,209 @@
+/* The channels to the workers. See channel.h; the drawing is in pool.c. */
+#include "server/channel.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/ipc.h"
+#include "server/queue.h"
+
+void slot_closed(uv_handle_t *h)
+{
+    struct pool_slot *s = h->data;
+    s->chan_open = false;
+    free(s->buf);
+    s->buf = NULL;
+    s->len = s->alloc = 0;
+    struct pool *p = s->pool;
+    /* The handle is free again: now the worker can be replaced. */
+    if (!p->stopping && p->template_up) {
+        p->respawns++;
+        slot_request_spawn(s);
+    }
+    if (p->stopping) {
+        bool all_closed = true;
+        for (unsigned i = 0; i < p->nslots; i++)
+            all_closed &= !p->slots[i].chan_open;
+        if (all_closed && p->ctl >= 0) {
+            close(p->ctl); /* the template exits once its workers have */
+            p->ctl = -1;
+        }
+    }
+}
+
+/* The worker is gone (EOF, error, or a protocol violation). */
+static void slot_down(struct pool_slot *s)
+{
+    struct pool *p = s->pool;
+    if (s->state == SLOT_DOWN)
+        return;
+    struct pool_job *j = s->job;
+    s->job = NULL;
+    s->state = SLOT_DOWN;
+    if (s->chan_open)
+        uv_close((uv_handle_t *)&s->chan, slot_closed);
+    if (j) {
+        j->slot = NULL;
+        if (j->attempts < 2 && !p->stopping) {
+            queue_push(p, j, true); /* scripts have no side effects: run it again */
+            j->queued_ns = uv_hrtime();
+        } else {
+            job_fail(j, 500, "internal", "The worker running this script died; please retry.");
+        }
+    }
+    dispatch(p);
+}
+
+static void on_ready(struct pool_slot *s, const char *payload, size_t len)
+{
+    struct pool *p = s->pool;
+    json_t *o = json_loadb(payload, len, 0, NULL);
+    json_t *v = json_object_get(o, "versions");
+    json_t *sb = json_object_get(o, "sandbox");
+    if (!p->versions && v)
+        p->versions = json_dumps(v, JSON_COMPACT);
+    if (sb) { /* the newest worker's word on what the host grants */
+        free(p->sandbox);
+        p->sandbox = json_dumps(sb, JSON_COMPACT);
+    }
+    s->state = SLOT_IDLE;
+    s->idle_since = uv_hrtime();
+    fprintf(stderr, "pyexecd: worker %u ready (pid %lld)\n", s->index,
+            (long long)json_integer_value(json_object_get(o, "pid")));
+    json_decref(o);
+    if (!p->ever_ready && pool_ready(p)) {
+        p->ever_ready = true;
+        if (p->ready_cb)
+            p->ready_cb(p->cb_data);
+    }
+    dispatch(p);
+}
+
+static void on_reply(struct pool_slot *s, const char *payload, size_t len)
+{
+    struct ipc_reply r;
+    struct pool_job *j = s->job;
+    s->job = NULL;
+    s->state = SLOT_IDLE;
+    s->idle_since = uv_hrtime();
+    if (len < sizeof(r))
+        return slot_down(s);
+    memcpy(&r, payload, sizeof(r));
+    if (r.type_len > len - sizeof(r) || r.type_len >= 32)
+        return slot_down(s);
+    if (s->pool->fork_time_cb && r.fork_us)
+        s->pool->fork_time_cb(r.fork_us / 1e6);
+    if (j) {
+        char type[32];
+        memcpy(type, payload + sizeof(r), r.type_len);
+        type[r.type_len] = '\0';
+        const char *body = payload + sizeof(r) + r.type_len;
+        j->slot = NULL;
+        job_free_frame(j);
+        j->done(j, r.status, type, body, len - sizeof(r) - r.type_len);
+    }
+    dispatch(s->pool);
+}
+
+static void on_chan_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct pool_slot *s = h->data;
+    (void)hint;
+    if (s->alloc - s->len < 65536) {
+        size_t want = s->alloc ? s->alloc * 2 : 131072;
+        char *b = realloc(s->buf, want);
+        if (!b) {
+            *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+            return;
+        }
+        s->buf = b;
+        s->alloc = want;
+    }
+    *buf = uv_buf_init(s->buf + s->len, s->alloc - s->len);
+}
+
+static void on_chan_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct pool_slot *s = st->data;
+    (void)buf;
+    if (n < 0)
+        return slot_down(s);
+    s->len += n;
+    size_t off = 0;
+    for (;;) {
+        struct ipc_hdr hdr;
+        const char *payload;
+        long used = ipc_frame_parse(s->buf + off, s->len - off, IPC_MAX_PAYLOAD, &hdr, &payload);
+        if (used < 0)
+            return slot_down(s);
+        if (used == 0)
+            break;
+        off += used;
+        if (hdr.kind == IPC_READY && s->state == SLOT_STARTING)
+            on_ready(s, payload, hdr.len);
+        else if (hdr.kind == IPC_REPLY && s->state == SLOT_BUSY)
+            on_reply(s, payload, hdr.len);
+        else
+            return slot_down(s);
+        if (s->state == SLOT_DOWN)
+            return;
+    }
+    memmove(s->buf, s->buf + off, s->len - off);
+    s->len -= off;
+    /* Do not keep a 10 MiB buffer for every worker once the reply is out. */
+    if (s->len == 0 && s->alloc > (1u << 20)) {
+        free(s->buf);
+        s->buf = NULL;
+        s->alloc = 0;
+    }
+}
+
+void slot_request_spawn(struct pool_slot *s)
+{
+    struct pool *p = s->pool;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+        fprintf(stderr, "pyexecd: socketpair: %s\n", strerror(errno));
+        return;
+    }
+    int r = ipc_send_spawn(p->ctl, s->index, sv[1]);
+    close(sv[1]);
+    if (r || uv_pipe_init(p->loop, &s->chan, 0) || uv_pipe_open(&s->chan, sv[0])) {
+        close(sv[0]);
+        return; /* the template is going down; its exit restarts everything */
+    }
+    s->chan.data = s;
+    s->chan_open = true;
+    s->state = SLOT_STARTING;
+    uv_read_start((uv_stream_t *)&s->chan, on_chan_alloc, on_chan_read);
+}
+
+static void on_frame_written(uv_write_t *w, int status)
+{
+    (void)status; /* a failed write shows up as EOF on the channel */
+    free(w->data);
+    free(w);
+}
+
+void slot_send(struct pool_slot *s, uint32_t kind, char *payload, size_t len)
+{
+    uv_write_t *w = malloc(sizeof(*w) + sizeof(struct ipc_hdr));
+    if (!w) {
+        free(payload);
+        return slot_down(s);
+    }
+    struct ipc_hdr *hdr = (struct ipc_hdr *)(w + 1);
+    *hdr = (struct ipc_hdr){.kind = kind, .len = len};
+    uv_buf_t bufs[2] = {uv_buf_init((char *)hdr, sizeof(*hdr)), uv_buf_init(payload, len)};
+    w->data = payload;
+    if (uv_write(w, (uv_stream_t *)&s->chan, bufs, len ? 2 : 1, on_frame_written)) {
+        free(payload);
+        free(w);
+        slot_down(s);
+    }
+}

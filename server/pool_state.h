@@ -1,0 +1,66 @@
+/* The pool's state, shared by the files that make up the acceptor's side of
+ * the process tree: pool.c (start, stats, shutdown), queue.c (the wait queue
+ * and dispatch), channel.c (one channel per worker) and template_ctl.c (the
+ * template's life cycle). Nothing outside those files includes it; everyone
+ * else sees struct pool through server/pool.h only. Runs in the acceptor, on
+ * its libuv loop (single-threaded: no locks). */
+#ifndef PYEXEC_POOL_STATE_H
+#define PYEXEC_POOL_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/config.h"
+#include "server/pool.h"
+
+enum slot_state { SLOT_DOWN, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY };
+
+/* One worker as the acceptor sees it: the channel to it and its job. */
+struct pool_slot {
+    struct pool *pool;
+    uint32_t index;
+    enum slot_state state;
+    uv_pipe_t chan;
+    bool chan_open;
+    struct pool_job *job; /* BUSY: the job it serves, NULL if cancelled */
+    uint64_t idle_since;  /* uv_hrtime() when it last became idle */
+    char *buf;            /* bytes read, not yet a whole frame */
+    size_t len, alloc;
+};
+
+struct pool {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    char exe[4096];
+    uv_process_t template;
+    bool template_up, ever_ready, stopping;
+    int ctl;                  /* our end of the template's ctl socket */
+    uv_timer_t restart_timer; /* template_ctl.c: start a dead template again */
+    uv_timer_t kill_timer;    /* template_ctl.c: end a template slow to exit at shutdown */
+    uv_timer_t sweep_timer;   /* queue.c: answer requests that waited too long */
+    uv_timer_t stop_timer;    /* pool.c: the drain deadline */
+    struct pool_slot *slots;
+    unsigned nslots;
+    struct pool_job *head, *tail; /* the wait queue */
+    unsigned queued;
+    uint64_t respawns;
+    char *versions, *sandbox;
+    void (*fork_time_cb)(double);
+    void (*ready_cb)(void *);
+    void (*fatal_cb)(void *);
+    void *cb_data;
+    void (*stop_cb)(void *);
+    void *stop_data;
+};
+
+/* pool.c: once stopping, called whenever a job ends; when nothing is queued
+ * or running it brings the drain deadline forward to now. */
+void pool_check_drained(struct pool *p);
+
+/* pool.c: every worker and the template are gone; closes the timers and
+ * calls pool_stop's callback. */
+void pool_finish(struct pool *p);
+
+#endif

@@ -1,0 +1,145 @@
+/* The wait queue and dispatch. See queue.h; the drawing is in pool.c. */
+#include "server/queue.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/ipc.h"
+#include "server/channel.h"
+
+#define QUEUE_SWEEP_MS 50
+
+void queue_push(struct pool *p, struct pool_job *j, bool front)
+{
+    j->prev = j->next = NULL;
+    if (!p->head) {
+        p->head = p->tail = j;
+    } else if (front) {
+        j->next = p->head;
+        p->head->prev = j;
+        p->head = j;
+    } else {
+        j->prev = p->tail;
+        p->tail->next = j;
+        p->tail = j;
+    }
+    p->queued++;
+}
+
+void queue_remove(struct pool *p, struct pool_job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        p->head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        p->tail = j->prev;
+    j->prev = j->next = NULL;
+    p->queued--;
+}
+
+void job_free_frame(struct pool_job *j)
+{
+    free(j->frame);
+    j->frame = NULL;
+}
+
+void job_fail(struct pool_job *j, int status, const char *type, const char *msg)
+{
+    json_t *o = json_pack("{s:s, s:s}", "error", msg, "type", type);
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    job_free_frame(j);
+    j->done(j, status, type, body ? body : "{}", body ? strlen(body) : 2);
+    free(body);
+}
+
+/* Requests that waited past the deadline: 503. */
+static void on_sweep(uv_timer_t *t)
+{
+    struct pool *p = t->data;
+    uint64_t now = uv_hrtime();
+    uint64_t limit = (uint64_t)p->cfg->queue_timeout_ms * 1000000;
+    while (p->head && now - p->head->queued_ns >= limit) {
+        struct pool_job *j = p->head;
+        queue_remove(p, j);
+        job_fail(j, 503, "overloaded", "No worker became free in time; retry later.");
+    }
+    if (!p->head)
+        uv_timer_stop(&p->sweep_timer);
+}
+
+/* The worker idle the longest: it has had the most time to fork its next
+ * spare child since its last request. */
+static struct pool_slot *longest_idle(struct pool *p)
+{
+    struct pool_slot *best = NULL;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct pool_slot *s = &p->slots[i];
+        if (s->state == SLOT_IDLE && (!best || s->idle_since < best->idle_since))
+            best = s;
+    }
+    return best;
+}
+
+void dispatch(struct pool *p)
+{
+    struct pool_slot *s;
+    while (p->head && (s = longest_idle(p))) {
+        struct pool_job *j = p->head;
+        queue_remove(p, j);
+        j->slot = s;
+        j->attempts++;
+        j->dispatched_ns = uv_hrtime();
+        s->job = j;
+        s->state = SLOT_BUSY;
+        /* A retried job needs its frame again: send a copy, keep the original. */
+        char *copy = malloc(j->frame_len);
+        if (!copy) {
+            s->job = NULL;
+            s->state = SLOT_IDLE;
+            job_fail(j, 500, "internal", "Out of memory.");
+            break;
+        }
+        memcpy(copy, j->frame, j->frame_len);
+        slot_send(s, IPC_REQUEST, copy, j->frame_len);
+    }
+    pool_check_drained(p);
+}
+
+int pool_submit(struct pool *p, struct pool_job *job)
+{
+    if (p->stopping)
+        return -ESHUTDOWN;
+    if (p->queued >= (unsigned)p->cfg->queue) {
+        bool idle = false;
+        for (unsigned i = 0; i < p->nslots; i++)
+            idle |= p->slots[i].state == SLOT_IDLE;
+        if (!idle)
+            return -EAGAIN;
+    }
+    job->attempts = 0;
+    job->slot = NULL;
+    job->queued_ns = uv_hrtime();
+    queue_push(p, job, false);
+    if (!uv_is_active((uv_handle_t *)&p->sweep_timer))
+        uv_timer_start(&p->sweep_timer, on_sweep, QUEUE_SWEEP_MS, QUEUE_SWEEP_MS);
+    dispatch(p);
+    return 0;
+}
+
+void pool_cancel(struct pool *p, struct pool_job *job)
+{
+    if (job->slot) {
+        job->slot->job = NULL;
+        slot_send(job->slot, IPC_CANCEL, NULL, 0);
+        job->slot = NULL;
+    } else {
+        queue_remove(p, job);
+    }
+    job_free_frame(job);
+}

@@ -1,0 +1,26 @@
+/* The acceptor's state: the configuration, the pool, the HTTP server and
+ * where start-up and shutdown stand. Owned by main.c (the life cycle), read
+ * by routes.c (which answers requests from it). Runs in the acceptor. */
+#ifndef PYEXEC_SERVER_H
+#define PYEXEC_SERVER_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "common/config.h"
+#include "server/http.h"
+#include "server/pool.h"
+
+struct server {
+    uv_loop_t *loop;
+    struct config cfg;
+    struct pool *pool;
+    struct http_server *http;
+    uv_signal_t sigterm, sigint;
+    bool stopping;
+    bool selftest_passed; /* /health is 200 only after it */
+    char exe[4096];
+    int exit_code;
+};
+
+#endif
