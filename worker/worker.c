@@ -26,13 +26,11 @@
 #include "seccomp/privdrop.h"
 #include "seccomp/status.h"
 #include "worker/child.h"
+#include "worker/dying.h"
 #include "worker/forkheap.h"
 #include "common/ipc.h"
 #include "worker/reply.h"
 #include "worker/supervise.h"
-
-/* Children killed after their reply, waiting to be reaped (off the request path). */
-#define MAX_DYING 16
 
 struct worker {
     const struct config *cfg;
@@ -41,9 +39,8 @@ struct worker {
     struct child_params params;
     struct child spare;
     bool have_spare;
-    uint32_t fork_us; /* the last spare's fork, for the acceptor's metrics */
-    struct child dying[MAX_DYING];
-    int ndying;
+    uint32_t fork_us;   /* the last spare's fork, for the acceptor's metrics */
+    struct dying dying; /* children killed after their reply, not yet reaped */
     char scratch[64];   /* where the children's temp dirs are made */
     char sandbox[512];  /* sandbox_status_json, for the acceptor's /health */
     long long disk_cap; /* > 0: no tmpfs caps the temp dirs, supervise does */
@@ -90,19 +87,6 @@ static void spawn_spare(struct worker *w)
         fprintf(stderr, "pyexecd: worker %d: cannot fork a child: %s\n", getpid(), strerror(-r));
 }
 
-static void reap_dying(struct worker *w, bool block)
-{
-    for (int i = 0; i < w->ndying;) {
-        pid_t r = waitpid(w->dying[i].pid, NULL, block ? 0 : WNOHANG);
-        if (r == 0) {
-            i++;
-            continue;
-        }
-        tmpdir_remove(w->dying[i].tmpdir);
-        w->dying[i] = w->dying[--w->ndying];
-    }
-}
-
 /* The child answered; kill it (its threads may linger) and reap it later. */
 static void retire(struct worker *w, struct child *c, const struct run *run)
 {
@@ -116,9 +100,7 @@ static void retire(struct worker *w, struct child *c, const struct run *run)
      * scratch dir's size cap. Whatever a write still in flight adds is removed
      * again when the child is reaped. */
     tmpdir_remove(c->tmpdir);
-    if (w->ndying == MAX_DYING)
-        reap_dying(w, true);
-    w->dying[w->ndying++] = *c;
+    dying_add(&w->dying, c);
 }
 
 static int send_reply(struct worker *w, const struct reply *rep)
@@ -217,7 +199,7 @@ static int wait_for_frame(struct worker *w)
             char sink[64];
             while (read(w->sigchld[0], sink, sizeof(sink)) > 0)
                 ;
-            reap_dying(w, false);
+            dying_reap(&w->dying, false);
         }
         if (pfd[0].revents)
             return 0;
@@ -314,7 +296,7 @@ _Noreturn void worker_main(const struct worker_args *a)
         if (r)
             break; /* the acceptor closed the channel: shut down */
         if (hdr.kind == IPC_REQUEST && hdr.len >= sizeof(struct ipc_request)) {
-            reap_dying(&w, false); /* never waits: a dying child is reaped later */
+            dying_reap(&w.dying, false); /* never waits: a dying child is reaped later */
             if (serve(&w, frame, hdr.len))
                 break;
         } else {
@@ -324,11 +306,9 @@ _Noreturn void worker_main(const struct worker_args *a)
     if (w.have_spare) {
         kill(w.spare.pid, SIGKILL);
         child_close_fds(&w.spare);
-        if (w.ndying == MAX_DYING)
-            reap_dying(&w, true);
-        w.dying[w.ndying++] = w.spare;
+        dying_add(&w.dying, &w.spare);
     }
-    reap_dying(&w, true);
+    dying_reap(&w.dying, true);
     rmdir(w.scratch);
     _exit(0);
 }
