@@ -3,13 +3,15 @@
 
 #include <sys/wait.h>
 
+#include "worker/reap.h"
 #include "worker/tmpdir.h"
 
 void dying_reap(struct dying *d, bool block)
 {
     for (int i = 0; i < d->n;) {
-        pid_t r = waitpid(d->children[i].pid, NULL, block ? 0 : WNOHANG);
-        if (r == 0) {
+        /* Not yet exited: keep it. Reaped, or not our child at all
+         * (-ECHILD): its temp dir can go. */
+        if (reap_wait(d->children[i].pid, block ? 0 : WNOHANG, NULL, NULL) == 0) {
             i++;
             continue;
         }

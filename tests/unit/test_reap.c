@@ -1,0 +1,204 @@
+/* Reaping: a signal that interrupts a wait never passes for the child's
+ * exit. The worker catches SIGCHLD without SA_RESTART, so when one of its
+ * dying children exits while it waits for another, the wait is interrupted;
+ * the child waited for must still be reaped, and its temp dir removed only
+ * then. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "worker/dying.h"
+#include "worker/reap.h"
+
+static void on_sigchld(int sig)
+{
+    (void)sig;
+}
+
+/* As the worker does (worker.c): a handler, no SA_RESTART. */
+static void catch_sigchld(void)
+{
+    struct sigaction sa = {.sa_handler = on_sigchld, .sa_flags = SA_NOCLDSTOP};
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGCHLD, &sa, NULL), 0);
+}
+
+/* 'S': the process sleeps in a system call (here: the parent in wait4). */
+static char state_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return '?';
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return '?';
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
+/* Two children. *fast exits as soon as the parent sleeps in a wait (its
+ * SIGCHLD interrupts that wait); *slow exits 200 ms after *fast has. */
+static void fork_pair(pid_t *slow, pid_t *fast)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t parent = getpid();
+    *slow = fork();
+    assert_true(*slow >= 0);
+    if (*slow == 0) {
+        char c;
+        close(p[1]);
+        while (read(p[0], &c, 1) != 0) /* EOF: fast has exited */
+            ;
+        usleep(200 * 1000);
+        _exit(0);
+    }
+    *fast = fork();
+    assert_true(*fast >= 0);
+    if (*fast == 0) {
+        close(p[0]);
+        struct timespec poll_interval = {0, 1000000};
+        for (int i = 0; i < 5000 && state_of(parent) != 'S'; i++) /* 5 s deadline */
+            nanosleep(&poll_interval, NULL);
+        _exit(0);
+    }
+    close(p[0]);
+    close(p[1]);
+}
+
+static bool reaped(pid_t pid)
+{
+    return waitpid(pid, NULL, WNOHANG) < 0 && errno == ECHILD;
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static void test_reap_wait_waits_through_a_signal(void **state)
+{
+    (void)state;
+    catch_sigchld();
+    pid_t slow, fast;
+    fork_pair(&slow, &fast);
+    int status = -1;
+    struct rusage ru;
+    assert_int_equal(reap_wait(slow, 0, &status, &ru), slow);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(reap_wait(fast, 0, NULL, NULL), fast);
+    assert_int_equal(reap_wait(fast, 0, NULL, NULL), -ECHILD);
+}
+
+static void test_reap_wait_nohang(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(reap_wait(pid, WNOHANG, NULL, NULL), 0);
+    kill(pid, SIGKILL);
+    int status = 0;
+    assert_int_equal(reap_wait(pid, 0, &status, NULL), pid);
+    assert_true(WIFSIGNALED(status));
+}
+
+static void add(struct dying *d, pid_t pid)
+{
+    struct child c = {.pid = pid, .req_fd = -1, .out_fd = -1, .err_fd = -1, .res_fd = -1};
+    snprintf(c.tmpdir, sizeof(c.tmpdir), "/tmp/pyexec-test-reap-XXXXXX");
+    assert_non_null(mkdtemp(c.tmpdir));
+    dying_add(d, &c);
+}
+
+/* The worker's dying list, waiting (as at shutdown or when full): the one
+ * waited for is reaped for real, though another one's SIGCHLD interrupts
+ * the wait, and its temp dir goes only then. */
+static void test_dying_reap_waits_through_a_signal(void **state)
+{
+    (void)state;
+    catch_sigchld();
+    pid_t slow, fast;
+    fork_pair(&slow, &fast);
+    struct dying d = {.n = 0};
+    add(&d, slow); /* waited for first */
+    add(&d, fast);
+    char slow_dir[TMPDIR_PATH_MAX], fast_dir[TMPDIR_PATH_MAX];
+    snprintf(slow_dir, sizeof(slow_dir), "%s", d.children[0].tmpdir);
+    snprintf(fast_dir, sizeof(fast_dir), "%s", d.children[1].tmpdir);
+    dying_reap(&d, true);
+    assert_int_equal(d.n, 0);
+    bool slow_reaped = reaped(slow);
+    if (!slow_reaped) { /* leave no process behind, then fail */
+        kill(slow, SIGKILL);
+        waitpid(slow, NULL, 0);
+    }
+    assert_true(slow_reaped);
+    assert_true(reaped(fast));
+    assert_false(exists(slow_dir));
+    assert_false(exists(fast_dir));
+}
+
+static void test_dying_reap_nohang_keeps_the_living(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pause();
+        _exit(0);
+    }
+    struct dying d = {.n = 0};
+    add(&d, pid);
+    char dir[TMPDIR_PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", d.children[0].tmpdir);
+    dying_reap(&d, false);
+    assert_int_equal(d.n, 1);
+    assert_true(exists(dir));
+    kill(pid, SIGKILL);
+    dying_reap(&d, true);
+    assert_int_equal(d.n, 0);
+    assert_true(reaped(pid));
+    assert_false(exists(dir));
+}
+
+static void test_rusage_cpu_us(void **state)
+{
+    (void)state;
+    struct rusage ru = {.ru_utime = {1, 500000}, .ru_stime = {2, 600000}};
+    assert_int_equal(rusage_cpu_us(&ru), 4100000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reap_wait_waits_through_a_signal),
+        cmocka_unit_test(test_reap_wait_nohang),
+        cmocka_unit_test(test_dying_reap_waits_through_a_signal),
+        cmocka_unit_test(test_dying_reap_nohang_keeps_the_living),
+        cmocka_unit_test(test_rusage_cpu_us),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
