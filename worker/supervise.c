@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "worker/reap.h"
+
 /* A child that has not said READY within this long is broken. */
 #define READY_TIMEOUT_MS 10000
 /* How often the temp dir is measured where nothing else caps it. */
@@ -79,14 +81,10 @@ static int drain(int fd, struct capture *b)
 static bool reap(struct child *c, struct run *run, int flags)
 {
     struct rusage ru;
-    pid_t r;
-    while ((r = wait4(c->pid, &run->wait_status, flags, &ru)) < 0 && errno == EINTR)
-        ;
-    if (r != c->pid)
+    if (reap_wait(c->pid, flags, &run->wait_status, &ru) != c->pid)
         return false;
     run->reaped = true;
-    run->cpu_us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
-                  ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+    run->cpu_us = rusage_cpu_us(&ru);
     run->max_rss_kb = ru.ru_maxrss;
     return true;
 }

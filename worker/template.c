@@ -13,6 +13,7 @@
 
 #include "embed/embed.h"
 #include "common/ipc.h"
+#include "worker/reap.h"
 #include "worker/tmpdir.h"
 #include "worker/worker.h"
 
@@ -27,9 +28,7 @@ static void on_sigchld(int sig)
 static void reap_workers(bool block)
 {
     pid_t pid;
-    while ((pid = waitpid(-1, NULL, block ? 0 : WNOHANG)) > 0 || (pid < 0 && errno == EINTR)) {
-        if (pid < 0)
-            continue;
+    while ((pid = reap_wait(-1, block ? 0 : WNOHANG, NULL, NULL)) > 0) {
         char scratch[64];
         snprintf(scratch, sizeof(scratch), "/tmp/pyexec-%d", pid);
         tmpdir_remove(scratch);
