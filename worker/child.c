@@ -33,6 +33,7 @@
 #include "seccomp/policy.h"
 #include "seccomp/privdrop.h"
 #include "common/ipc.h"
+#include "worker/reap.h"
 
 enum { FD_REQUEST = 0, FD_STDOUT = 1, FD_STDERR = 2, FD_RESULT = 3 };
 
@@ -156,8 +157,7 @@ static _Noreturn void child_run_request(const struct child_params *p,
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     struct ipc_result stats = {
-        .cpu_us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
-                  ru.ru_utime.tv_usec + ru.ru_stime.tv_usec,
+        .cpu_us = rusage_cpu_us(&ru),
         .max_rss_kb = ru.ru_maxrss,
     };
     struct iovec parts[2] = {{&stats, sizeof(stats)}, {outcome, len}};
