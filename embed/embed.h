@@ -7,7 +7,18 @@
 
 #include <stddef.h>
 
-/* Template process, once: set the BLAS/OpenMP thread variables to 1, start
+/* The thread-count variables of the libraries numpy and pandas may load
+ * (OpenBLAS, OpenMP, MKL, numexpr), NULL-terminated: the one list. Each
+ * library would otherwise start one thread per CPU in the template and in
+ * every child. embed_init sets them to 1 before numpy loads, and hands the
+ * list to the harness, which keeps them at 1 in every child's environment. */
+extern const char *const embed_thread_variables[];
+
+/* Set each of embed_thread_variables to "1" in the C environment (before
+ * numpy loads). 0, or -1 with errno set. */
+int embed_single_threaded(void);
+
+/* Template process, once: set the thread variables to 1, start
  * Debian's CPython 3.11 (UTF-8 mode, unbuffered stdio, no signal handlers,
  * no bytecode writing), import numpy, pandas and the harness, set the
  * environment to the children's allowlist, collect and gc.freeze().
@@ -23,7 +34,7 @@ const char *embed_versions_json(void);
  * stream, point tempfile at tmpdir, and complete the environment (C environ
  * and os.environ alike), which embed_init already reduced to the allowlist:
  *   PATH=/usr/bin:/bin  HOME=<tmpdir>  TMPDIR=<tmpdir>  LANG=C.UTF-8
- *   OPENBLAS_NUM_THREADS=1  OMP_NUM_THREADS=1  MKL_NUM_THREADS=1
+ *   and each of embed_thread_variables set to 1
  * Returns 0 or -1 (with a Python traceback on stderr). */
 int embed_child_prepare(const char *tmpdir);
 

@@ -173,10 +173,11 @@ def loads(data):
 # --- the template and the child --------------------------------------------------
 
 
-def warm_up():
+def warm_up(thread_variables):
     """Template: run the lazy paths once, settle what every child inherits,
     then freeze what exists so that forked children do not touch (and copy)
-    these pages when the GC runs."""
+    these pages when the GC runs. thread_variables: the names python.c set
+    to 1 before numpy loaded (embed_thread_variables); they stay 1."""
     frame = pandas.DataFrame({"t": pandas.to_datetime(["2024-01-02"]), "x": [math.nan]})
     serialise({"f": frame, "a": numpy.arange(2.0), "n": numpy.int64(1)}, 1 << 20)
     traceback.format_exception(ZeroDivisionError("x"))
@@ -184,6 +185,7 @@ def warm_up():
     # is set here, once, instead of rebuilt in every child.
     os.environ.clear()
     os.environ.update(ENVIRONMENT)
+    os.environ.update(dict.fromkeys(thread_variables, "1"))
     numpy.random.seed(0)  # no cached Gaussian; each child overwrites the key (python.c)
     gc.collect()
     gc.freeze()
@@ -205,8 +207,7 @@ def versions():
                    "pandas": pandas.__version__})
 
 
-ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1",
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}  # and the thread variables
 
 
 def prepare_child(tmpdir):

@@ -77,10 +77,35 @@ static int find_numpy_state(void)
     return same ? 0 : -1;
 }
 
-/* numpy links OpenBLAS; pandas may use numexpr. Each would otherwise start one
- * thread per CPU in the template and in every child. */
-static const char *const thread_variables[] = {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                               "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"};
+/* numpy links OpenBLAS; pandas may use numexpr. See embed.h. */
+const char *const embed_thread_variables[] = {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                              "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", NULL};
+
+int embed_single_threaded(void)
+{
+    for (size_t i = 0; embed_thread_variables[i]; i++)
+        if (setenv(embed_thread_variables[i], "1", 1) != 0)
+            return -1;
+    return 0;
+}
+
+/* embed_thread_variables as a Python tuple of str, for the harness. */
+static PyObject *thread_variables_tuple(void)
+{
+    size_t n = 0;
+    while (embed_thread_variables[n])
+        n++;
+    PyObject *names = PyTuple_New((Py_ssize_t)n);
+    for (size_t i = 0; names && i < n; i++) {
+        PyObject *name = PyUnicode_FromString(embed_thread_variables[i]);
+        if (!name) {
+            Py_CLEAR(names);
+            break;
+        }
+        PyTuple_SET_ITEM(names, (Py_ssize_t)i, name);
+    }
+    return names;
+}
 
 static int start_interpreter(void)
 {
@@ -151,9 +176,8 @@ fail:
 
 int embed_init(void)
 {
-    for (size_t i = 0; i < sizeof thread_variables / sizeof thread_variables[0]; i++)
-        if (setenv(thread_variables[i], "1", 1) != 0)
-            return -1;
+    if (embed_single_threaded() != 0)
+        return -1;
     if (start_interpreter() != 0)
         return -1;
     if (import_harness() != 0)
@@ -168,7 +192,11 @@ int embed_init(void)
     if (!versions_json)
         goto fail;
 
-    PyObject *done = PyObject_CallMethod(embed_harness, "warm_up", NULL);
+    PyObject *names = thread_variables_tuple();
+    if (!names)
+        goto fail;
+    PyObject *done = PyObject_CallMethod(embed_harness, "warm_up", "(O)", names);
+    Py_DECREF(names);
     if (!done)
         goto fail;
     Py_DECREF(done);

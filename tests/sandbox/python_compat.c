@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "embed/embed.h"
 #include "tests/sandbox/confine.h"
 #include "seccomp/landlock.h"
 #include "seccomp/policy.h"
@@ -38,11 +39,9 @@ static char *read_file(const char *path)
 
 static int start_python(void)
 {
-    /* no BLAS thread pools: must be in the environment before numpy loads */
-    static const char *single[] = {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                   "NUMEXPR_NUM_THREADS"};
-    for (size_t i = 0; i < sizeof(single) / sizeof(single[0]); i++)
-        setenv(single[i], "1", 1);
+    /* no BLAS thread pools: the service's list, set before numpy loads */
+    if (embed_single_threaded() != 0)
+        return -1;
     PyConfig config;
     PyConfig_InitPythonConfig(&config);
     config.write_bytecode = 0;
