@@ -6,11 +6,8 @@
  *                            socket, other children's pipes, the worker's channel)
  *   3. child_clean_env       environment reduced to a short allowlist; RNGs re-seeded
  *   4. child_enter_tmpdir    the private temp dir becomes cwd and TMPDIR
- *   5. rlimits_apply         CPU, memory, file size, fds, no core (needs /proc: before Landlock)
- *   6. privdrop_apply        unprivileged uid/gid, no groups, no capabilities, not dumpable
- *   7. no_new_privs          nothing exec'd could gain privileges; Landlock and seccomp need it
- *   8. landlock_apply        read-only system files, read-write only the temp dir
- *   9. policy_load           seccomp, last: every step above needs calls it forbids
+ *   5. sandbox_confine       seccomp/confine.c, the same call the sandbox tests make:
+ *                            rlimits, uid/gid drop, no_new_privs, Landlock, seccomp last
  * Then READY on fd 3, the request from fd 0, and the script. Until user code
  * runs, any failure writes its reason as the READY payload and exits: the
  * worker trusts only what arrives before READY. */
@@ -29,9 +26,7 @@
 #include <unistd.h>
 
 #include "embed/embed.h"
-#include "seccomp/landlock.h"
-#include "seccomp/policy.h"
-#include "seccomp/privdrop.h"
+#include "seccomp/confine.h"
 #include "common/ipc.h"
 #include "worker/reap.h"
 
@@ -174,13 +169,18 @@ static _Noreturn void child_main(const struct child_params *p, pid_t worker, int
     STEP(child_bind_fds(fds[0], fds[1], fds[2], fds[3]), "fds");
     STEP(child_clean_env(tmpdir), "environment");
     STEP(child_enter_tmpdir(tmpdir), "tmpdir");
-    STEP(rlimits_apply(&p->limits, &base), "rlimits");
-#ifndef PYEXEC_UNCONFINED /* bench/'s pyexecd-unconfined: what confinement costs */
-    STEP(privdrop_apply(p->uid, p->gid), "privdrop");
-    STEP(privdrop_no_new_privs(), "no_new_privs");
-    STEP(landlock_apply(tmpdir), "landlock");
-    STEP(policy_load(&p->policy), "seccomp");
+    struct confine_spec confine = {
+        .limits = &p->limits,
+        .uid = p->uid,
+        .gid = p->gid,
+        .tmpdir = tmpdir,
+        .policy = &p->policy,
+#ifdef PYEXEC_UNCONFINED /* bench/'s pyexecd-unconfined: what confinement costs */
+        .rlimits_only = true,
 #endif
+    };
+    const char *step = "confinement";
+    STEP(sandbox_confine(&confine, &base, &step), step);
 
     if (ipc_write(FD_RESULT, IPC_READY, NULL, 0))
         _exit(0);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "seccomp/confine.h"
 #include "seccomp/namespaces.h"
 #include "seccomp/privdrop.h"
 #include "seccomp/status.h"
@@ -222,14 +223,11 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
         return -errno;
 
     w->params = (struct child_params){
-        .limits = {.cpu_ms = cfg->cpu_ms,
-                   .memory_mb = cfg->memory_mb,
-                   .fsize_kb = cfg->tmp_kb,
-                   .nofile = 256},
         .uid = (uid_t)-1,
         .gid = (gid_t)-1,
         .result_cap = (size_t)cfg->result_kb << 10,
     };
+    sandbox_limits(cfg, &w->params.limits);
     if (geteuid() == 0) {
         int r = privdrop_resolve(cfg->user, &w->params.uid, &w->params.gid);
         if (r)
