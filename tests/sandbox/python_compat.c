@@ -1,8 +1,8 @@
 /* python_compat WORKLOAD.py: a stand-in for the service's warm worker. It
- * starts Debian's CPython 3.11 directly (not through embed/), imports numpy
- * and pandas, forks, confines the child exactly as the service's child is
- * confined (privdrop when root, no_new_privs, Landlock, seccomp) and runs the
- * workload there: real numpy/pandas/threads/tempfile work must succeed and
+ * starts Debian's CPython 3.11 directly (not through embed_init), imports
+ * numpy and pandas, forks, confines the child with the service's own call
+ * (sandbox_confine: rlimits, privdrop when root, no_new_privs, Landlock,
+ * seccomp) and runs the workload there: real numpy/pandas/threads/tempfile work must succeed and
  * every escape must raise a Python exception. Exit 0 when it all holds. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -15,9 +15,7 @@
 #include <unistd.h>
 
 #include "embed/embed.h"
-#include "tests/sandbox/confine.h"
-#include "seccomp/landlock.h"
-#include "seccomp/policy.h"
+#include "seccomp/confine.h"
 #include "seccomp/privdrop.h"
 
 static char tmpdir[] = "/tmp/pyexec-compat.XXXXXX";
@@ -56,12 +54,27 @@ static int start_python(void)
     return PyRun_SimpleString("import numpy, pandas, json, threading, tempfile");
 }
 
+/* The service's limits (its default configuration) and policy, compiled
+ * before the fork as a worker compiles it. */
+static struct rlimits_spec limits;
+static struct policy_prog policy;
+
+/* The service child's own confinement call (seccomp/confine.c). */
 static int confine_child(void)
 {
     uid_t uid;
     gid_t gid;
     int rc = privdrop_resolve("65534", &uid, &gid);
-    return rc ? rc : test_confine(uid, gid, tmpdir);
+    if (rc)
+        return rc;
+    struct confine_spec spec = {
+        .limits = &limits, .uid = uid, .gid = gid, .tmpdir = tmpdir, .policy = &policy};
+    struct rlimits_base base;
+    const char *step = "confinement";
+    rc = sandbox_confine(&spec, &base, &step);
+    if (rc < 0)
+        fprintf(stderr, "python_compat: %s: %s\n", step, strerror(-rc));
+    return rc;
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -77,6 +90,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: python_compat WORKLOAD.py\n");
         return 2;
     }
+    struct config cfg;
+    char *defaults[] = {"python_compat", NULL};
+    if (config_load(&cfg, 1, defaults, stdout, stderr) || policy_compile(&policy))
+        return 3;
+    sandbox_limits(&cfg, &limits);
     if (start_python() < 0 || !mkdtemp(tmpdir) || (geteuid() == 0 && chown(tmpdir, 65534, 65534)))
         return 3;
     fflush(NULL);

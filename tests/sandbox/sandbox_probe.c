@@ -1,6 +1,7 @@
-/* sandbox_probe [--no-sandbox] OP: fork a child that sets itself up the way
- * the service's child does (privilege drop when root, no_new_privs, Landlock
- * on a fresh temp dir, seccomp last), attempt ONE operation, and report.
+/* sandbox_probe [--no-sandbox] OP: fork a child that confines itself with the
+ * service child's own call (sandbox_confine: rlimits, privilege drop when
+ * root, no_new_privs, Landlock on a fresh temp dir, seccomp last), attempt
+ * ONE operation, and report.
  * Exit 0: the expectation of OP holds (a deny_ op was refused with EPERM or
  * EACCES, or killed by SIGSYS where that is the rule; an allow_ op worked).
  * Exit 1: it does not hold. 77: skipped (no Landlock, not root).
@@ -35,9 +36,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/sandbox/confine.h"
+#include "seccomp/confine.h"
 #include "seccomp/landlock.h"
 #include "seccomp/policy.h"
+#include "seccomp/privdrop.h"
 #include "seccomp/privdrop.h"
 
 #define EXIT_SKIP    77
@@ -465,10 +467,22 @@ static const struct op ops[] = {
     {"dev_null", op_dev_null, ALLOW, 0, NULL},
 };
 
-/* The service child's order: privileges, no_new_privs, Landlock, seccomp. */
+/* The service's limits (its default configuration) and policy, compiled
+ * before the fork as a worker compiles it. */
+static struct rlimits_spec limits;
+static struct policy_prog policy;
+
+/* The service child's own confinement call (seccomp/confine.c). */
 static int confine(uid_t uid, gid_t gid)
 {
-    return test_confine(uid, gid, tmpdir);
+    struct confine_spec spec = {
+        .limits = &limits, .uid = uid, .gid = gid, .tmpdir = tmpdir, .policy = &policy};
+    struct rlimits_base base;
+    const char *step = "confinement";
+    int rc = sandbox_confine(&spec, &base, &step);
+    if (rc < 0)
+        fprintf(stderr, "sandbox_probe: %s: %s\n", step, strerror(-rc));
+    return rc;
 }
 
 static int run_child(const struct op *op, int sandbox, uid_t uid, gid_t gid)
@@ -525,6 +539,11 @@ int main(int argc, char **argv)
 
     uid_t uid;
     gid_t gid;
+    struct config cfg;
+    char *defaults[] = {"sandbox_probe", NULL};
+    if (config_load(&cfg, 1, defaults, stdout, stderr) || policy_compile(&policy))
+        return 3;
+    sandbox_limits(&cfg, &limits);
     if (privdrop_resolve(SANDBOX_USER, &uid, &gid) < 0 || !mkdtemp(tmpdir))
         return 3;
     if (!mkdtemp(outside) || chmod(outside, 0777) < 0 ||
