@@ -1,7 +1,8 @@
 /* Landlock for the per-request child: read-only access to what Python, numpy
  * and pandas need, read-write only to the private temp dir, nothing else.
- * Called by worker/child.c after no_new_privs and before seccomp (child), and
- * by the worker once at start to report the ABI in /health. */
+ * Part of the sandbox (seccomp/): applied by sandbox_confine (confine.c) after
+ * no_new_privs and before seccomp (child); landlock_abi is also asked once by
+ * the worker at start to report the ABI in /health. */
 #ifndef PYEXEC_LANDLOCK_H
 #define PYEXEC_LANDLOCK_H
 

@@ -1,6 +1,8 @@
 /* The seccomp allowlist of the per-request child: one table of named syscall
- * groups, compiled by libseccomp in one function. Called by worker/child.c as
- * the LAST set-up step (runs in the child), and by pyexecd --print-policy. */
+ * groups, compiled by libseccomp in one function. Part of the sandbox
+ * (seccomp/): compiled once by the worker, loaded by sandbox_confine
+ * (confine.c) as the LAST confinement step (runs in the child); printed by
+ * pyexecd --print-policy. */
 #ifndef PYEXEC_POLICY_H
 #define PYEXEC_POLICY_H
 

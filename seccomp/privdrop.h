@@ -1,7 +1,8 @@
 /* Privilege drop of the per-request child: supplementary groups, gid, uid,
- * every capability, no_new_privs. privdrop_resolve runs once in the worker at
- * start; privdrop_apply and privdrop_no_new_privs run in the child, called by
- * worker/child.c after rlimits and before Landlock and seccomp. */
+ * every capability, no_new_privs. Part of the sandbox (seccomp/):
+ * privdrop_resolve runs once in the worker at start; privdrop_apply and
+ * privdrop_no_new_privs run in the child, called by sandbox_confine
+ * (confine.c) after rlimits and before Landlock and seccomp. */
 #ifndef PYEXEC_PRIVDROP_H
 #define PYEXEC_PRIVDROP_H
 

@@ -1,6 +1,7 @@
 /* Resource limits of the per-request child: set once at spawn from the
- * server's caps, lowered after the request arrives. Runs in the child,
- * called by worker/child.c. */
+ * server's caps (rlimits_apply, the first step of sandbox_confine in
+ * confine.c), lowered after the request arrives (rlimits_lower, called by
+ * worker/child.c). Part of the sandbox (seccomp/). Runs in the child. */
 #ifndef PYEXEC_RLIMITS_H
 #define PYEXEC_RLIMITS_H
 
