@@ -4,6 +4,7 @@ PYEXECD (set by ctest) names the binary. Each Server is started on port 0 and
 waited for by reading its own log lines ("listening on", "ready"), never by
 sleeping.
 """
+import base64
 import http.client
 import json
 import os
@@ -16,9 +17,7 @@ import time
 import pytest
 
 PYEXECD = os.environ.get("PYEXECD", os.path.join(os.path.dirname(__file__), "../../build/server/pyexecd"))
-CASES = os.environ.get(
-    "PYEXEC_CASES", os.path.join(os.path.dirname(__file__), "../../../shared/conformance/cases.json")
-)
+CASES = os.environ.get("PYEXEC_CASES", os.path.join(os.path.dirname(__file__), "../conformance/cases.json"))
 START_TIMEOUT = 60
 
 
@@ -184,13 +183,14 @@ def children_of(pid):
     return out
 
 
-def until(condition, what, timeout=60):
-    """Poll condition() until it holds; fail after timeout seconds."""
+def until(condition, what, timeout=60, interval=0.01):
+    """Poll condition() every interval seconds until it holds; fail after
+    timeout seconds. The sleep leaves the CPUs to the processes being waited for."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-    raise AssertionError(f"timed out waiting for {what}")
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
 
 
 def proc_stat(pid):
@@ -204,5 +204,75 @@ def proc_stat(pid):
 
 
 def load_cases():
+    """tests/conformance/cases.json (its README describes the format)."""
     with open(CASES) as f:
         return json.load(f)
+
+
+def metric(client, name):
+    """The value of an unlabelled metric in GET /metrics."""
+    status, _, text = client.request("GET", "/metrics")
+    assert status == 200
+    for line in text.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def case_http(case):
+    """(method, path, body bytes or None, headers) of a conformance case."""
+    method, path = case.get("method", "POST"), case.get("path", "/execute")
+    headers = {}
+    content_type = case.get("content_type", "application/json")
+    if method == "POST" and content_type is not None:
+        headers["Content-Type"] = content_type
+    if "body_text" in case:
+        body = case["body_text"].encode()
+    elif "body_base64" in case:
+        body = base64.b64decode(case["body_base64"])
+    elif "request" in case:
+        request = case["request"]
+        if "pad_script" in case:
+            # A comment line brings the script to exactly pad_script bytes.
+            script = request["script"] + "\n#"
+            request = dict(request, script=script + "x" * (case["pad_script"] - len(script.encode())))
+        body = json.dumps(request, ensure_ascii=False).encode()
+    else:
+        body = None
+    if "pad_header" in case:
+        name, size = case["pad_header"]
+        headers[name] = "x" * size
+    return method, path, body, headers
+
+
+def check_case(client, case):
+    """Send a conformance case to client and assert every expectation it lists."""
+    held = None
+    if "hold" in case:
+        # A request that must be running on a worker when the case's is sent:
+        # sent first, then the busy gauge says it reached a worker. Closing its
+        # connection afterwards kills its script.
+        held = client.conn()
+        held.request("POST", "/execute", json.dumps(case["hold"]), {"Content-Type": "application/json"})
+        until(lambda: metric(client, "pyexec_workers_busy") >= 1, "the held request to reach a worker")
+    try:
+        status, headers, body = client.request(*case_http(case))
+    finally:
+        if held:
+            held.close()
+    assert status == case["status"], body
+    assert isinstance(body, dict), body  # every answer is a JSON object
+    for key, want in case["expect"].items():
+        assert key in body and body[key] == want, (key, body)
+    for key, want in case.get("expect_text", {}).items():
+        assert json.dumps(body[key], ensure_ascii=False, separators=(",", ":")) == want, (key, body)
+    for key, part in case.get("expect_in", {}).items():
+        assert part in body[key], (key, body)
+    lower = {k.lower(): v for k, v in headers.items()}
+    for name, want in case.get("expect_headers", {}).items():
+        assert lower.get(name.lower()) == want, (name, headers)
+    if status == 200:
+        assert set(body) >= {"result", "stdout", "stderr", "stats"}, body
+        assert set(body["stats"]) == {"wall_ms", "cpu_ms", "max_rss_kb"}, body
+    else:
+        assert isinstance(body["error"], str) and body["error"], body
