@@ -246,7 +246,8 @@ def case_http(case):
 
 
 def check_case(client, case):
-    """Send a conformance case to client and assert every expectation it lists."""
+    """Send a conformance case to client and assert every expectation it
+    lists; returns (status, headers, body)."""
     held = None
     if "hold" in case:
         # A request that must be running on a worker when the case's is sent:
@@ -276,3 +277,4 @@ def check_case(client, case):
         assert set(body["stats"]) == {"wall_ms", "cpu_ms", "max_rss_kb"}, body
     else:
         assert isinstance(body["error"], str) and body["error"], body
+    return status, headers, body
