@@ -24,7 +24,11 @@ ERROR_MAX = 2000  # characters of an error sentence
 TRACEBACK_MAX = 64 * 1024  # characters of a traceback, the last ones kept
 
 
-# Bound now so that a script replacing json.dumps cannot change how results are written.
+# Bound now so that a script that rebinds json.dumps for its own use does not
+# change how its result is written. A convenience, not a protection: a script
+# can reach this module (sys.modules) or json's encoder and change anything
+# here, but all it can change is its own answer, which it controls anyway; the
+# worker checks that what arrives is one strict JSON value (worker/reply.c).
 _json_dumps = json.dumps
 
 

@@ -1,8 +1,8 @@
 /* Namespaces of a worker, entered once when the worker is spawned (before it
  * starts any thread or child) so every child inherits them at no per-request
  * cost: an empty network namespace, a private SysV IPC namespace, and a
- * read-only mount view with one writable scratch dir. Runs in the worker,
- * called by server/pool.c (or wherever the worker starts). */
+ * read-only mount view with one writable scratch dir. Runs in the worker
+ * process, called once by worker_setup() (worker/worker.c) as it starts. */
 #ifndef PYEXEC_NAMESPACES_H
 #define PYEXEC_NAMESPACES_H
 

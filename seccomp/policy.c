@@ -4,10 +4,12 @@
  * files the "files" group may reach. Anything not in an allowed group fails
  * with EPERM, so Python raises an ordinary OSError and keeps running.
  *
- * The "denied" group is documentation with teeth: it lists the syscalls the
- * issue names as dangerous although harmless-looking; they are NOT added to
- * the filter (the default action already refuses them), and policy_build()
- * fails if one of them ever appears in an allowed group by mistake. */
+ * The "denied" group is documentation with teeth: it lists the syscalls that
+ * must stay refused (sockets, exec, fork, other processes, the kernel attack
+ * surface SECURITY.md names), harmless-looking ones included; they are NOT
+ * added to the filter (the default action already refuses them), and
+ * policy_build() fails if one of them ever appears in an allowed group by
+ * mistake. */
 #include "seccomp/policy.h"
 
 #include <errno.h>
@@ -82,8 +84,9 @@ static const struct rule memory[] = {
     {"membarrier", ANY, 0}, {"get_mempolicy", ANY, 0}, /* read-only NUMA query (OpenBLAS) */
 };
 
-/* Threads are allowed (Python's threading, numpy releasing the GIL); their
- * number is bounded by RLIMIT_NPROC, set by the lead's rlimits. */
+/* Threads are allowed (Python's threading, numpy releasing the GIL). No
+ * rlimit counts them: what bounds their number is the memory limit, since
+ * each thread's stack is mapped inside RLIMIT_AS (seccomp/rlimits.c). */
 static const struct rule threads[] = {
     {"clone", THREAD_ONLY, 0},   /* threads yes; fork, vfork, posix_spawn no */
     {"clone3", FAIL_ENOSYS, 0},  /* its flags live in memory BPF cannot read:
