@@ -10,7 +10,7 @@ struct workload {
     const char *body;
 };
 
-/* Each body is a complete POST /execute request as users send it (SPEC.md).
+/* Each body is a complete POST /execute request as users send it (README, API).
  * pandas builds its 1,000-row frame inside main so the work is per request. */
 static const struct workload workloads[] = {
     {"trivial", "{\"script\": \"def main():\\n    return {\\\"ok\\\": True}\\n\"}"},

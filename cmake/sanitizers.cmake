@@ -27,9 +27,9 @@ endif()
 
 set(PYEXEC_LSAN_SUPPRESSIONS ${PROJECT_SOURCE_DIR}/tests/lsan.supp)
 # handle_segv/sigbus/sigfpe=0: a script's own crash must reach the worker as
-# the kernel's signal (SPEC: "killed", SIGSEGV), not as an ASan report and
+# the kernel's signal (the API's "killed", SIGSEGV), not as an ASan report and
 # exit(1). allocator_may_return_null=1: a script over its memory limit gets
-# MemoryError (SPEC: "memory_limit") instead of an ASan abort.
+# MemoryError (the API's "memory_limit") instead of an ASan abort.
 # quarantine_size_mb: freed memory is held back to catch use-after-free; the
 # default 256 MiB would count against each script's memory budget.
 set(PYEXEC_ASAN_OPTIONS

@@ -1,4 +1,4 @@
-/* Metrics. Label sets are small and fixed by SPEC (status x error type), so a
+/* Metrics. Label sets are small and fixed by the API (status x error type), so a
  * short table with linear search is all it takes. */
 #include "server/metrics.h"
 

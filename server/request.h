@@ -1,5 +1,6 @@
-/* Validation of a POST /execute body against SPEC: JSON text in, either an
- * accepted request or the exact 4xx to answer. Pure; runs in the acceptor. */
+/* Validation of a POST /execute body against the API's rules (README, API):
+ * JSON text in, either an accepted request or the exact 4xx to answer. Pure;
+ * runs in the acceptor. */
 #ifndef PYEXEC_REQUEST_H
 #define PYEXEC_REQUEST_H
 

@@ -1,6 +1,6 @@
 /* Building the answer. The child is untrusted: its result record is parsed
  * and checked here (jansson), never passed through as raw bytes, and only the
- * script-outcome types SPEC lists are accepted from it. */
+ * script-outcome types the API lists are accepted from it. */
 #include "worker/reply.h"
 
 #include "common/jsontext.h"

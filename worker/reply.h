@@ -1,5 +1,5 @@
 /* Turns what supervise_run collected into the HTTP answer: status, error
- * type and the strict-JSON body SPEC describes. Runs in the worker. */
+ * type and the strict-JSON body the API describes (README). Runs in the worker. */
 #ifndef PYEXEC_REPLY_H
 #define PYEXEC_REPLY_H
 

@@ -1,7 +1,7 @@
 /* Fuzz target: reply_build and utf8_sanitize (worker/reply.c), which turn
  * what an untrusted child left behind — its stdout and stderr bytes, its
  * result record, how it died — into the HTTP answer. Whatever the child did,
- * the body must be strict JSON of SPEC's shape, and stdout/stderr valid UTF-8.
+ * the body must be strict JSON of the API's shape, and stdout/stderr valid UTF-8.
  *
  * Input layout (tests/fuzz/make_seeds.py writes seeds in it):
  *   u8 end | u8 flags | i32 wait_status | u16 out_len | u16 err_len | rest

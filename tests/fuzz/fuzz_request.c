@@ -1,6 +1,6 @@
 /* Fuzz target: request_parse (server/request.c), the validation of a POST
  * /execute body. Any bytes in → either an accepted request whose fields keep
- * SPEC's promises, or a refusal whose answer is a well-formed JSON error. */
+ * the API's promises, or a refusal whose answer is a well-formed JSON error. */
 #include <jansson.h>
 #include <string.h>
 

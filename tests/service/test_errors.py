@@ -1,4 +1,4 @@
-"""Every error type SPEC lists, each provoked for real."""
+"""Every error type the API lists (README), each provoked for real."""
 import json
 import socket
 

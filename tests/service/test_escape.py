@@ -1,4 +1,4 @@
-"""The escape suite: every way out SPEC's sandbox promise closes, attempted
+"""The escape suite: every way out the sandbox promise (SECURITY.md) closes, attempted
 through /execute. Each probe returns "ESCAPED" if the forbidden thing worked;
 none may, and the service must keep serving after each."""
 import os

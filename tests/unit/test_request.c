@@ -1,4 +1,4 @@
-/* request_parse against SPEC's POST /execute rules, and the Content-Type check. */
+/* request_parse against the API's POST /execute rules, and the Content-Type check. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
