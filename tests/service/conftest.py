@@ -5,6 +5,7 @@ waited for by reading its own log lines ("listening on", "ready"), never by
 sleeping.
 """
 import base64
+import glob
 import http.client
 import json
 import os
@@ -191,6 +192,44 @@ def until(condition, what, timeout=60, interval=0.01):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+def worker_pids(server):
+    """The workers: children of the template (the acceptor's only child)."""
+    tree = server.descendants()
+    template = [pid for pid, ppid, _ in tree if ppid == server.proc.pid]
+    assert len(template) == 1, tree
+    return [pid for pid, ppid, _ in tree if ppid == template[0]]
+
+
+def scratch(worker):
+    """The worker's scratch dir, where its children's temp dirs are, seen
+    through the worker's own root: started as root, each worker has a mount
+    namespace with a tmpfs on this dir that the host's /tmp does not show."""
+    if os.geteuid() != 0:
+        return f"/tmp/pyexec-{worker}"  # no mount namespace without privilege
+    return f"/proc/{worker}/root/tmp/pyexec-{worker}"
+
+
+def temp_dirs(worker):
+    """The run-* temp dirs in the worker's scratch dir, as the worker sees them."""
+    return sorted(glob.glob(os.path.join(scratch(worker), "run-*")))
+
+
+def wait_for_temp_file(server, name, other_than=None, timeout=60):
+    """Wait until a script has created `name` in its temp dir (one that is not
+    other_than); return that dir (in a worker's scratch dir, as seen from here)."""
+    found = []
+
+    def seen():
+        for w in worker_pids(server):
+            found[:] = [d for d in temp_dirs(w) if os.path.exists(os.path.join(d, name)) and d != other_than]
+            if found:
+                return True
+        return False
+
+    until(seen, f"a script to create {name}", timeout)
+    return found[0]
 
 
 def proc_stat(pid):

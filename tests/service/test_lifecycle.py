@@ -1,14 +1,31 @@
 """The process tree under load and faults: isolation between requests,
 overload, a worker killed mid-request, and shutdown."""
-import glob
 import json
 import os
 import signal
+import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import proc_stat
+from conftest import children_of, proc_stat, temp_dirs, until, wait_for_temp_file, worker_pids
+
+# Marks its temp dir as running, then waits until the test drops a file named
+# "go" into that dir (the test sees it through the worker's root): the test,
+# not a clock, decides when it ends.
+UNTIL_GO = (
+    "import os, time\n"
+    "def main():\n"
+    "    open('running', 'w').close()\n"
+    "    for _ in range(6000):\n"
+    "        if os.path.exists('go'):\n"
+    "            return 'done'\n"
+    "        time.sleep(0.01)\n"
+    "    return 'never released'\n"
+)
+
+
+def release(run_dir):
+    open(os.path.join(run_dir, "go"), "w").close()
 
 
 def test_concurrent_requests_no_cross_talk(server):
@@ -85,58 +102,65 @@ def test_queue_full_is_503_with_retry_after(make_server):
 
 def wait_idle_below(s, n, timeout=60):
     """Wait until fewer than n workers are idle, as /health reports it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if s.request("GET", "/health")[2]["workers"]["idle"] < n:
-            return
-    raise AssertionError("the workers never became busy")
+    until(lambda: s.request("GET", "/health")[2]["workers"]["idle"] < n, "the workers to become busy", timeout)
 
 
-def worker_pids(s):
-    """Children of the template (the acceptor's only child)."""
-    tree = s.descendants()
-    template = [pid for pid, ppid, _ in tree if ppid == s.proc.pid]
-    assert len(template) == 1
-    return [pid for pid, ppid, _ in tree if ppid == template[0]]
+def worker_of(run_dir):
+    """The pid of the worker whose scratch dir holds run_dir."""
+    return int(run_dir.split("/pyexec-")[1].split("/")[0])
 
 
-def test_worker_killed_mid_request_is_answered_and_replaced(make_server):
+def test_worker_killed_mid_request_is_retried_elsewhere(make_server):
+    """The worker running a script dies: the request runs again on the other
+    worker and succeeds; the dead worker is replaced."""
     s = make_server("--workers", "2")
-    workers = worker_pids(s)
-    assert len(workers) == 2
     out = {}
-
-    def run():
-        out["r"] = s.execute("import threading\ndef main():\n    threading.Event().wait(1)\n    return 'done'")
-
-    t = threading.Thread(target=run)
+    t = threading.Thread(target=lambda: out.setdefault("r", s.execute(UNTIL_GO)))
     mark = len(s.lines)
     t.start()
-    # Both workers die while the request runs: it is retried or answered 500.
-    wait_idle_below(s, 2)
-    for pid in workers:
-        os.kill(pid, signal.SIGKILL)
+    first = wait_for_temp_file(s, "running")
+    os.kill(worker_of(first), signal.SIGKILL)
+    # The retry marks a temp dir of the other worker; let it finish.
+    retry = wait_for_temp_file(s, "running", other_than=first)
+    assert worker_of(retry) != worker_of(first)
+    release(retry)
+    t.join()
+    assert out["r"][0] == 200 and out["r"][1]["result"] == "done", out["r"]
+    s.wait_line(r"worker \d ready", start=mark)
+    until(lambda: s.request("GET", "/health")[2]["workers"]["ready"] == 2, "the worker's replacement")
+    assert s.request("GET", "/health")[2]["respawns"] == 1
+    assert s.execute("def main(): return 3")[1]["result"] == 3
+
+
+def test_worker_killed_twice_is_internal(make_server):
+    """Retried once only: when the second worker running the same request
+    dies too, the answer is 500 internal, and the pool is whole again."""
+    s = make_server("--workers", "1")
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", s.execute(UNTIL_GO)))
+    t.start()
+    first = wait_for_temp_file(s, "running")
+    os.kill(worker_of(first), signal.SIGKILL)
+    retry = wait_for_temp_file(s, "running", other_than=first)  # on the replacement worker
+    assert worker_of(retry) != worker_of(first)
+    os.kill(worker_of(retry), signal.SIGKILL)
     t.join()
     status, data = out["r"]
-    assert (status, data.get("result")) == (200, "done") or (status, data["type"]) == (500, "internal")
-    s.wait_line(r"worker 0 ready", start=mark)
-    s.wait_line(r"worker 1 ready", start=mark)
-    health = s.request("GET", "/health")[2]
-    assert health["workers"]["ready"] == 2 and health["respawns"] >= 2
+    assert (status, data["type"]) == (500, "internal"), data
+    until(lambda: s.request("GET", "/health")[2]["workers"]["ready"] == 1, "the worker's replacement")
     assert s.execute("def main(): return 3")[1]["result"] == 3
 
 
 def test_sigterm_exits_cleanly_and_leaves_nothing(make_server):
     s = make_server("--workers", "2")
     assert s.execute("def main():\n    open('f', 'w').write('x')\n    return 1")[0] == 200
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # until both workers hold their next spare
-        tree = s.descendants()
-        if len(tree) >= 5:  # template, 2 workers, their spare children
-            break
-    assert len(tree) >= 5
+    # until both workers hold their next spare: template, 2 workers, 2 spares
+    until(lambda: len(s.descendants()) >= 5, "both workers' spare children")
+    tree = s.descendants()
     template = [pid for pid, ppid, _ in tree if ppid == s.proc.pid]
     workers = [pid for pid, ppid, _ in tree if ppid in template]
+    for pid in workers:  # on the host: the mount point of each worker's scratch tmpfs
+        assert os.path.isdir(f"/tmp/pyexec-{pid}"), pid
     assert s.stop() == 0
     for pid, ppid, start in tree:
         stat = proc_stat(pid)
@@ -169,20 +193,17 @@ def test_sigterm_lets_in_flight_request_finish(make_server):
 def test_temp_dirs_removed_after_requests(server):
     for _ in range(4):
         assert server.execute("def main():\n    open('junk', 'w').write('x' * 1000)\n    return 1")[0] == 200
-    live = {f"/tmp/pyexec-{pid}" for pid, _, _ in server.descendants()}
-    for d in glob.glob("/tmp/pyexec-*"):
-        if d not in live:
-            continue
-        runs = os.listdir(d)
-        # at most the waiting spare's dir and one child not yet reaped
-        assert len(runs) <= 2, runs
+    for w in worker_pids(server):
+        # Once the last child is reaped only the waiting spare's dir is left,
+        # as the worker sees its scratch dir (through its mount namespace).
+        until(lambda: len(children_of(w)) == 1, f"worker {w} to reap its children")
+        until(lambda: len(temp_dirs(w)) == 1, f"worker {w} to remove its children's temp dirs")
+        assert os.listdir(temp_dirs(w)[0]) == []  # the spare's, untouched
 
 
 def test_client_disconnect_kills_the_script(make_server):
     s = make_server("--workers", "1")
     body = json.dumps({"script": "import threading\ndef main():\n    threading.Event().wait(60)"}).encode()
-    import socket
-
     with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
         c.sendall(
             b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -190,7 +211,5 @@ def test_client_disconnect_kills_the_script(make_server):
         )
         wait_idle_below(s, 1)  # the script is running
     # The client is gone: the worker must be free long before the script's 60 s.
-    deadline = time.monotonic() + 30
-    while s.request("GET", "/health")[2]["workers"]["idle"] != 1:
-        assert time.monotonic() < deadline, "the abandoned script is still running"
+    until(lambda: s.request("GET", "/health")[2]["workers"]["idle"] == 1, "the abandoned script to be killed", 30)
     assert s.execute("def main(): return 'next'")[1]["result"] == "next"
