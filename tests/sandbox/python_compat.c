@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +52,15 @@ static int start_python(void)
         status = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
     if (PyStatus_Exception(status))
+        return -1;
+    /* The workload's raw syscalls, numbered for this architecture. */
+    char syscalls[256];
+    snprintf(syscalls, sizeof(syscalls),
+             "SYSCALLS = {'socket': %d, 'execve': %d, 'ptrace': %d, 'bpf': %d, "
+             "'io_uring_setup': %d, 'userfaultfd': %d, 'unshare': %d, 'mount': %d}",
+             SYS_socket, SYS_execve, SYS_ptrace, SYS_bpf, SYS_io_uring_setup, SYS_userfaultfd,
+             SYS_unshare, SYS_mount);
+    if (PyRun_SimpleString(syscalls) != 0)
         return -1;
     return PyRun_SimpleString("import numpy, pandas, json, threading, tempfile");
 }

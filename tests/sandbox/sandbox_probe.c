@@ -4,7 +4,7 @@
  * ONE operation, and report.
  * Exit 0: the expectation of OP holds (a deny_ op was refused with EPERM or
  * EACCES, or killed by SIGSYS where that is the rule; an allow_ op worked).
- * Exit 1: it does not hold. 77: skipped (no Landlock, not root).
+ * Exit 1: it does not hold. 77: skipped (no Landlock, not root, not x86-64).
  * --no-sandbox skips the confinement (test only): every deny_ op must then
  * exit 1, which ctest checks with WILL_FAIL, so no deny test passes by itself. */
 #include <errno.h>
@@ -226,6 +226,10 @@ static int op_memfd_create(void)
     return fd < 0 ? errno : (close(fd), 0);
 }
 
+/* The other ABIs of an x86-64 kernel (x32, i386): x86-64 only, skipped
+ * elsewhere (needs X86_64). */
+#if defined(__x86_64__)
+#define ON_X86_64 1
 /* getpid through the x32 ABI: nr | __X32_SYSCALL_BIT. Without x32 in the
  * kernel the unconfined call fails with ENOSYS, which is not the SIGSYS
  * kill this op expects, so the no-sandbox twin still fails as it must. */
@@ -234,13 +238,25 @@ static int op_x32(void)
     return syscall(0x40000000 | SYS_getpid) < 0 ? errno : 0;
 }
 
-/* getpid (20) through the i386 entry point. */
+/* getpid (20 in the i386 table) through the i386 entry point. */
 static int op_int80(void)
 {
     long ret;
     __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
     return ret < 0 ? (int)-ret : 0;
 }
+#else
+#define ON_X86_64 0
+static int op_x32(void)
+{
+    return ENOSYS;
+}
+
+static int op_int80(void)
+{
+    return ENOSYS;
+}
+#endif
 
 static int create_in(const char *dir)
 {
@@ -410,14 +426,15 @@ static int op_dev_null(void)
 }
 
 enum expect { DENY, DENY_KILLED, ALLOW };
-enum needs { NOTHING = 0, LANDLOCK = 1, ROOT = 2, ROOT_UNCONFINED = 4 };
+enum needs { NOTHING = 0, LANDLOCK = 1, ROOT = 2, ROOT_UNCONFINED = 4, X86_64 = 8 };
 
 struct op {
     const char *name;
     int (*run)(void);
     enum expect expect;
     unsigned needs;        /* LANDLOCK: only Landlock denies it; ROOT: privdrop test;
-                            * ROOT_UNCONFINED: only root can do it unconfined */
+                            * ROOT_UNCONFINED: only root can do it unconfined;
+                            * X86_64: an x86-64 kernel's other ABIs */
     void (*prepare)(void); /* runs before the confinement */
 };
 
@@ -447,8 +464,8 @@ static const struct op ops[] = {
     {"personality", op_personality, DENY, 0, NULL},
     {"shmget", op_shmget, DENY, 0, NULL},
     {"memfd_create", op_memfd_create, DENY, 0, NULL},
-    {"x32", op_x32, DENY_KILLED, 0, NULL},
-    {"int80", op_int80, DENY_KILLED, 0, NULL},
+    {"x32", op_x32, DENY_KILLED, X86_64, NULL},
+    {"int80", op_int80, DENY_KILLED, X86_64, NULL},
     {"write_outside_tmp", op_write_outside_tmp, DENY, LANDLOCK, NULL},
     {"write_tmp_root", op_write_tmp_root, DENY, LANDLOCK, NULL},
     {"read_etc_passwd", op_read_etc_passwd, DENY, LANDLOCK, NULL},
@@ -536,6 +553,10 @@ int main(int argc, char **argv)
         return EXIT_SKIP;
     if ((op->needs & LANDLOCK) && sandbox && landlock_abi() == 0)
         return EXIT_SKIP;
+    if ((op->needs & X86_64) && !ON_X86_64) {
+        printf("sandbox_probe: skipped: %s exists only on x86-64\n", op->name);
+        return EXIT_SKIP;
+    }
 
     uid_t uid;
     gid_t gid;

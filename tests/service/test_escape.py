@@ -2,11 +2,13 @@
 through /execute. Each probe returns "ESCAPED" if the forbidden thing worked;
 none may, and the service must keep serving after each."""
 import os
+import re
+import subprocess
 import threading
 
 import pytest
 
-from conftest import PYEXECD, Server
+from conftest import PYEXECD, Server, wait_for_temp_file
 
 ESCAPES = {
     "socket_to_own_port": "import socket\ndef main(port):\n    socket.create_connection(('127.0.0.1', port), 2)\n    return 'ESCAPED'",
@@ -43,19 +45,33 @@ ESCAPES = {
     ),
 }
 
-# Raw syscalls through ctypes: number and arguments that succeed unconfined.
+# Raw syscalls through ctypes, by name: the arguments after the number. The
+# numbers are the running architecture's (syscall_number).
 RAW = {
-    "socket": (41, 2, 1, 0),
-    "execve": (59, 0, 0, 0),
-    "ptrace": (101, 0, 0, 0),
-    "io_uring_setup": (425, 1, 0, 0),
-    "bpf": (321, 0, 0, 0),
-    "userfaultfd": (323, 0, 0, 0),
-    "unshare": (272, 0, 0, 0),
-    "mount": (165, 0, 0, 0),
-    "keyctl": (250, 0, 0, 0),
-    "perf_event_open": (298, 0, 0, 0),
+    "socket": (2, 1, 0),
+    "execve": (0, 0, 0),
+    "ptrace": (0, 0, 0),
+    "io_uring_setup": (1, 0, 0),
+    "bpf": (0, 0, 0),
+    "userfaultfd": (0, 0, 0),
+    "unshare": (0, 0, 0),
+    "mount": (0, 0, 0),
+    "keyctl": (0, 0, 0),
+    "perf_event_open": (0, 0, 0),
 }
+_numbers = {}
+
+
+def syscall_number(name):
+    """name's syscall number on this machine's architecture, from the C
+    library's headers (the C compiler that builds pyexec preprocesses them)."""
+    if not _numbers:
+        out = subprocess.run(["cc", "-E", "-dM", "-include", "sys/syscall.h", "-x", "c", "/dev/null"],
+                             capture_output=True, text=True, check=True).stdout
+        for m in re.finditer(r"^#define __NR_(\w+) (\d+)$", out, re.M):
+            _numbers[m.group(1)] = int(m.group(2))
+    assert name in _numbers, f"no __NR_{name} in this architecture's headers"
+    return _numbers[name]
 RAW_SCRIPT = (
     "import ctypes\n"
     "def main(args):\n"
@@ -82,7 +98,7 @@ def check_escape(server, name):
 
 
 def check_raw_syscall(server, name):
-    status, data = server.execute(RAW_SCRIPT, input=list(RAW[name]))
+    status, data = server.execute(RAW_SCRIPT, input=[syscall_number(name), *RAW[name]])
     assert status == 200, data
     assert data["result"] == {"r": -1, "errno": 1}, data  # EPERM
     still_serving(server)
@@ -136,11 +152,23 @@ def test_environment_is_clean(make_server):
 
 
 def test_runs_unprivileged(server):
-    status, data = server.execute("import os\ndef main():\n    return [os.getuid(), os.geteuid(), os.getgroups()]")
-    assert status == 200
-    if os.geteuid() == 0:  # worker i runs its children as 65534 - i
-        uid, euid, groups = data["result"]
-        assert uid == euid and uid in (65534, 65533) and groups == []
+    script = (
+        "import os\n"
+        "def main():\n"
+        "    status = dict(l.split(':', 1) for l in open('/proc/self/status'))\n"
+        "    return {'ids': [os.getuid(), os.geteuid(), os.getgid(), os.getegid()], 'groups': os.getgroups(),\n"
+        "            'caps': [int(status[k], 16) for k in ('CapInh', 'CapPrm', 'CapEff', 'CapAmb')],\n"
+        "            'no_new_privs': int(status['NoNewPrivs'])}\n"
+    )
+    status, data = server.execute(script)
+    assert status == 200, data
+    r = data["result"]
+    uid, euid, gid, egid = r["ids"]
+    if os.geteuid() == 0:  # worker i runs its children as 65534 - i, no groups
+        assert uid == euid and uid in (65534, 65533) and (gid, egid) == (uid, uid) and r["groups"] == []
+    else:  # started by a normal user, scripts run as that user
+        assert [uid, euid, gid, egid] == [os.getuid(), os.geteuid(), os.getgid(), os.getegid()]
+    assert r["caps"] == [0, 0, 0, 0] and r["no_new_privs"] == 1, r
 
 
 def test_concurrent_requests_run_as_different_uids(server):
@@ -159,21 +187,26 @@ def test_concurrent_requests_run_as_different_uids(server):
 
 
 def test_cannot_read_concurrent_requests_temp_files(server):
+    """The thief runs entirely while the holder's file exists: the test sees
+    the file (through the worker's root) before it sends the thief, and lets
+    the holder end (a "go" file in its dir) only once the thief has answered."""
     secret = "S3CRET-" + os.urandom(6).hex()
     holder = (
-        "import threading\n"
+        "import os, time\n"
         "def main(secret):\n"
         "    open('secret.txt', 'w').write(secret)\n"
-        "    threading.Event().wait(1.5)\n"
-        "    return 'held'\n"
+        "    for _ in range(6000):\n"
+        "        if os.path.exists('go'):\n"
+        "            return 'held'\n"
+        "        time.sleep(0.01)\n"
+        "    return 'never released'\n"
     )
-    # The thief keeps looking for a second while the holder holds its file.
     thief = (
-        "import glob, time\n"
+        "import glob, os\n"
         "def main():\n"
-        "    found, end = [], time.monotonic() + 1\n"
-        "    while not found and time.monotonic() < end:\n"
-        "        for path in glob.glob('/tmp/**/secret.txt', recursive=True):\n"
+        "    found = []\n"
+        "    for root in ('/tmp', '/var/tmp', '/dev/shm', os.path.dirname(os.getcwd())):\n"
+        "        for path in glob.glob(root + '/**/secret.txt', recursive=True):\n"
         "            try:\n"
         "                found.append(open(path).read())\n"
         "            except OSError:\n"
@@ -183,10 +216,14 @@ def test_cannot_read_concurrent_requests_temp_files(server):
     out = {}
     t = threading.Thread(target=lambda: out.setdefault("h", server.execute(holder, input=secret)))
     t.start()
-    status, data = server.execute(thief)
-    t.join()
-    assert out["h"][0] == 200
-    assert status == 200 and secret not in str(data["result"])
+    held_dir = wait_for_temp_file(server, "secret.txt")
+    try:
+        status, data = server.execute(thief)
+    finally:
+        open(os.path.join(held_dir, "go"), "w").close()
+        t.join()
+    assert out["h"][0] == 200 and out["h"][1]["result"] == "held", out["h"]
+    assert status == 200 and data["result"] == [], data
 
 
 def test_self_test_catches_an_unconfined_child():
