@@ -183,14 +183,29 @@ def test_runs_unprivileged(server):
 def test_concurrent_requests_run_as_different_uids(server):
     if os.geteuid() != 0:
         pytest.skip("privilege drop needs root")
-    script = "import os, threading\ndef main():\n    threading.Event().wait(0.5)\n    return [os.getuid(), os.getgid()]"
+    # Both wait for a "go" the test drops into their temp dirs once it has
+    # seen both running: they ran at the same time, on the two workers.
+    script = (
+        "import os, time\n"
+        "def main():\n"
+        "    open('running', 'w').close()\n"
+        "    for _ in range(6000):\n"
+        "        if os.path.exists('go'):\n"
+        "            return [os.getuid(), os.getgid()]\n"
+        "        time.sleep(0.01)\n"
+        "    return 'never released'\n"
+    )
     out = []
     threads = [threading.Thread(target=lambda: out.append(server.execute(script))) for _ in range(2)]
     for t in threads:
         t.start()
+    first = wait_for_temp_file(server, "running")
+    second = wait_for_temp_file(server, "running", other_than=first)
+    for d in (first, second):
+        open(os.path.join(d, "go"), "w").close()
     for t in threads:
         t.join()
-    assert all(status == 200 for status, _ in out)
+    assert all(status == 200 for status, _ in out), out
     ids = sorted(tuple(data["result"]) for _, data in out)
     assert ids == [(65533, 65533), (65534, 65534)]
 
