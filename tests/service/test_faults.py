@@ -97,8 +97,9 @@ def test_sigkill_spare_child(s):
             killed.append((w, child))
     # until each is dead (a zombie its worker has not reaped yet)
     until(lambda: all(dict(children_of(w)).get(c) == "Z" for w, c in killed), "the spares to die")
-    for _ in range(4):
-        assert s.execute("def main(): return 1")[0] == 200
+    for i in range(4):
+        status, data = s.execute(f"def main(): return {i}")
+        assert (status, data.get("result")) == (200, i), data
     healthy(s)
 
 
