@@ -16,7 +16,10 @@
  *              child                     (input_len 0: no input; JSON text is never empty)
  * IPC_CANCEL   acceptor -> worker        empty: the client left, kill the child
  * IPC_REPLY    worker -> acceptor        struct ipc_reply, type bytes, HTTP body (JSON)
- * IPC_RESULT   child -> worker           struct ipc_result, outcome JSON (embed_run's)
+ * IPC_START    child -> worker           empty: request read, the script runs now;
+ *                                        non-empty: why its set-up failed (it then exits)
+ * IPC_RESULT   child -> worker           outcome JSON (embed_run's); believed only as the
+ *                                        one frame after START of a child that exited 0
  *
  * Every IPC_REQUEST a worker reads is answered by exactly one IPC_REPLY. */
 #ifndef PYEXEC_IPC_H
@@ -33,6 +36,7 @@ enum ipc_kind {
     IPC_CANCEL,
     IPC_REPLY,
     IPC_RESULT,
+    IPC_START,
 };
 
 struct ipc_hdr {
@@ -51,11 +55,6 @@ struct ipc_reply {
     uint32_t status; /* HTTP status */
     uint32_t type_len;
     uint32_t fork_us; /* how long the worker's last fork of a spare took */
-};
-
-struct ipc_result {
-    uint64_t cpu_us;     /* the child's own user + system time */
-    uint64_t max_rss_kb; /* its peak resident set */
 };
 
 /* No frame may claim more than this; a larger len is a protocol error. */

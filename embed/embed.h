@@ -52,6 +52,9 @@ int embed_child_prepare(const char *tmpdir);
 char *embed_run(const char *script, size_t script_len, const char *input_json, size_t input_len,
                 size_t result_cap, size_t *len);
 
+/* The memory_limit outcome, for when not even embed_run's copy of it fits. */
+extern const char embed_memory_limit_json[];
+
 /* Flush sys.stdout and sys.stderr (the harness runs them unbuffered; this is
  * for anything the script re-buffered). */
 void embed_flush_stdio(void);

@@ -14,7 +14,7 @@ extern PyObject *embed_harness; /* python.c */
 /* Outcomes that must not depend on Python being able to allocate. */
 static const char missing_main_json[] =
     "{\"type\":\"missing_main\",\"error\":\"Script must define a callable main() function\"}";
-static const char memory_limit_json[] =
+const char embed_memory_limit_json[] =
     "{\"type\":\"memory_limit\",\"error\":\"The script ran out of memory\"}";
 static const char undescribed_json[] =
     "{\"type\":\"exception\",\"error\":\"The script raised an exception that could not be "
@@ -44,7 +44,7 @@ static char *describe_pending(const char *describe, size_t *len)
 {
     if (memory_error_pending()) {
         PyErr_Clear();
-        return COPY_STATIC(memory_limit_json, len);
+        return COPY_STATIC(embed_memory_limit_json, len);
     }
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -62,7 +62,7 @@ static char *describe_pending(const char *describe, size_t *len)
     else if (outcome || !memory_error_pending())
         out = COPY_STATIC(undescribed_json, len);
     else
-        out = COPY_STATIC(memory_limit_json, len);
+        out = COPY_STATIC(embed_memory_limit_json, len);
     Py_XDECREF(outcome);
     PyErr_Clear();
     return out;

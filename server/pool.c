@@ -19,7 +19,7 @@
  *                        CHILD: fd 0 ◀ request pipe: IPC_REQUEST
  *                               fd 1 ▶ stdout pipe, raw bytes
  *                               fd 2 ▶ stderr pipe, raw bytes
- *                               fd 3 ▶ result pipe: IPC_READY, then IPC_RESULT
+ *                               fd 3 ▶ result pipe: IPC_READY, IPC_START, IPC_RESULT
  *
  * Lifetimes: each process dies with its parent (PR_SET_PDEATHSIG). A worker
  * that dies is seen as EOF on its channel: its job is retried once on another

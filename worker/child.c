@@ -8,9 +8,12 @@
  *   4. child_enter_tmpdir    the private temp dir becomes cwd and TMPDIR
  *   5. sandbox_confine       seccomp/confine.c, the same call the sandbox tests make:
  *                            rlimits, uid/gid drop, no_new_privs, Landlock, seccomp last
- * Then READY on fd 3, the request from fd 0, and the script. Until user code
- * runs, any failure writes its reason as the READY payload and exits: the
- * worker trusts only what arrives before READY. */
+ * Then READY on fd 3, the request from fd 0, the request's own limits, START
+ * on fd 3, and the script. A failure before READY is said as READY's payload,
+ * one between READY and START as START's; either way the worker answers 500
+ * internal. Everything after the empty START may be the script's own doing
+ * (see "The result channel" in supervise.c): the worker believes none of it
+ * but the script's outcome, and only once the child has exited. */
 #include "worker/child.h"
 
 #include <dirent.h>
@@ -22,22 +25,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "embed/embed.h"
 #include "seccomp/confine.h"
 #include "common/ipc.h"
-#include "worker/reap.h"
 
 enum { FD_REQUEST = 0, FD_STDOUT = 1, FD_STDERR = 2, FD_RESULT = 3 };
 
-static _Noreturn void child_fail(const char *step, int err)
+/* A set-up failure, said as the payload of READY (before the request) or
+ * START (after it). The exit code means nothing to the worker: it reads the
+ * message. */
+static _Noreturn void child_fail(uint32_t kind, const char *step, int err)
 {
     char msg[160];
     int n = snprintf(msg, sizeof(msg), "child set-up failed at %s: %s", step, strerror(-err));
     struct iovec part = {.iov_base = msg, .iov_len = n};
-    ipc_write(FD_RESULT, IPC_READY, &part, 1);
+    ipc_write(FD_RESULT, kind, &part, 1);
     _exit(127);
 }
 
@@ -112,7 +116,7 @@ static int child_enter_tmpdir(const char *tmpdir)
     do {                                                                                           \
         int r_ = (call);                                                                           \
         if (r_ < 0)                                                                                \
-            child_fail(name, r_);                                                                  \
+            child_fail(IPC_READY, name, r_);                                                       \
     } while (0)
 
 static _Noreturn void child_run_request(const struct child_params *p,
@@ -130,33 +134,30 @@ static _Noreturn void child_run_request(const struct child_params *p,
     const char *script = payload + sizeof(rq);
     const char *input = script + rq.script_len;
     if ((uint64_t)rq.script_len + rq.input_len != hdr.len - sizeof(rq))
-        _exit(126);
+        child_fail(IPC_START, "request", -EPROTO);
 
     uint64_t cpu_ms = p->limits.cpu_ms < rq.timeout_ms ? p->limits.cpu_ms : rq.timeout_ms;
-    if (rlimits_lower(base, cpu_ms, rq.memory_mb))
-        _exit(125);
+    int r = rlimits_lower(base, cpu_ms, rq.memory_mb);
+    if (r)
+        child_fail(IPC_START, "request limits", r);
 
     /* The script gets its own copy; the frame itself is wiped before it runs. */
     char *source = strndup(script, rq.script_len);
     char *input_json = rq.input_len ? strndup(input, rq.input_len) : NULL;
     ipc_free(payload, hdr.len);
     if (!source || (rq.input_len && !input_json))
-        _exit(124);
+        child_fail(IPC_START, "request copy", -ENOMEM);
 
+    /* The last word that is surely the service's. */
+    if (ipc_write(FD_RESULT, IPC_START, NULL, 0))
+        _exit(0);
     size_t len;
     char *outcome = embed_run(source, rq.script_len, input_json, rq.input_len, p->result_cap, &len);
     embed_flush_stdio();
-    if (!outcome)
-        _exit(123);
-
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    struct ipc_result stats = {
-        .cpu_us = rusage_cpu_us(&ru),
-        .max_rss_kb = ru.ru_maxrss,
-    };
-    struct iovec parts[2] = {{&stats, sizeof(stats)}, {outcome, len}};
-    ipc_write(FD_RESULT, IPC_RESULT, parts, 2);
+    struct iovec part = {outcome, len};
+    if (!outcome) /* no memory left to describe anything */
+        part = (struct iovec){(void *)embed_memory_limit_json, strlen(embed_memory_limit_json)};
+    ipc_write(FD_RESULT, IPC_RESULT, &part, 1);
     _exit(0);
 }
 

@@ -1,11 +1,10 @@
 /* Reaping children, and what they used. The template (its workers and their
  * orphans), each worker (its dying children, dying.c) and the supervisor
- * (the request's child, supervise.c) all wait through reap_wait; child.c
- * reports its own usage through rusage_cpu_us. The template and the worker
- * catch SIGCHLD without SA_RESTART (to wake their waits), so any wait may
- * be interrupted: reap_wait waits again then, so a child is never taken for
- * reaped while it still runs. Runs in the template, the workers and the
- * children. */
+ * (the request's child, supervise.c) all wait through reap_wait. The
+ * template and the worker catch SIGCHLD without SA_RESTART (to wake their
+ * waits), so any wait may be interrupted: reap_wait waits again then, so a
+ * child is never taken for reaped while it still runs. Runs in the template
+ * and the workers. */
 #ifndef PYEXEC_REAP_H
 #define PYEXEC_REAP_H
 

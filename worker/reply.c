@@ -96,12 +96,14 @@ static void classify_death(const struct run *run, const struct reply_limits *lim
  * results are not re-encoded and big integers keep every digit. */
 static const char ok_prefix[] = "{\"type\":\"ok\",\"result\":";
 
-static int use_ok_record(const char *rec, size_t len, struct reply *out, const char **raw,
-                         size_t *raw_len)
+static int use_ok_record(const char *rec, size_t len, size_t cap, struct reply *out,
+                         const char **raw, size_t *raw_len)
 {
     size_t plen = sizeof(ok_prefix) - 1;
     if (len < plen + 2 || memcmp(rec, ok_prefix, plen) || rec[len - 1] != '}')
         return -1;
+    if (len - plen - 1 > cap) /* the child checks too; the worker's check is the one that counts */
+        return 1;
     if (!json_check(rec + plen, len - plen - 1))
         return -1;
     set_error(out, 200, "ok");
@@ -110,8 +112,13 @@ static int use_ok_record(const char *rec, size_t len, struct reply *out, const c
     return 0;
 }
 
+/* What the harness writes is far smaller: error 2000 and traceback 64 Ki characters. */
+#define ERROR_RECORD_MAX (1u << 20)
+
 static int use_error_record(const char *rec, size_t len, struct reply *out, json_t *body)
 {
+    if (len > ERROR_RECORD_MAX)
+        return -1;
     json_t *obj = json_loadb(
         rec, len, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, NULL);
     const char *type = json_string_value(json_object_get(obj, "type"));
@@ -134,21 +141,17 @@ static int use_error_record(const char *rec, size_t len, struct reply *out, json
     return r;
 }
 
-/* Use the child's record if it is well-formed; 0 if it was. */
-static int use_record(const struct run *run, struct reply *out, json_t *body, json_t *stats,
-                      const char **raw, size_t *raw_len)
+/* Use the child's record if it is well-formed: 0 if it was, 1 if it was a
+ * value over the cap, -1 if it was neither (tampering). */
+static int use_record(const struct run *run, const struct reply_limits *lim, struct reply *out,
+                      json_t *body, const char **raw, size_t *raw_len)
 {
-    struct ipc_result rs;
-    if (!run->result || run->result_len < sizeof(rs))
+    if (!run->result)
         return -1;
-    memcpy(&rs, run->result, sizeof(rs));
-    const char *rec = run->result + sizeof(rs);
-    size_t len = run->result_len - sizeof(rs);
-    if (use_ok_record(rec, len, out, raw, raw_len) && use_error_record(rec, len, out, body))
-        return -1;
-    json_object_set_new(stats, "cpu_ms", json_real(rs.cpu_us / 1000.0));
-    json_object_set_new(stats, "max_rss_kb", json_integer(rs.max_rss_kb));
-    return 0;
+    int r = use_ok_record(run->result, run->result_len, lim->result_cap, out, raw, raw_len);
+    if (r < 0)
+        r = use_error_record(run->result, run->result_len, out, body);
+    return r;
 }
 
 /* {"result":RAW, ...rest of the dumped object} */
@@ -175,10 +178,17 @@ int reply_build(const struct run *run, const struct reply_limits *lim, struct re
 
     const char *raw = NULL;
     size_t raw_len = 0;
+    /* Every stat is the worker's own measurement (supervise.c). */
     json_object_set_new(stats, "wall_ms", json_real((long)(run->wall_ms * 1000) / 1000.0));
-    if (run->end != RUN_RESULT || use_record(run, out, body, stats, &raw, &raw_len)) {
+    json_object_set_new(stats, "cpu_ms", json_real(run->cpu_us / 1000.0));
+    json_object_set_new(stats, "max_rss_kb", json_integer(run->max_rss_kb));
+    int rec = run->end == RUN_RESULT ? use_record(run, lim, out, body, &raw, &raw_len) : -1;
+    if (rec) {
         char msg[256];
-        if (run->end == RUN_RESULT) {
+        if (rec > 0) {
+            set_error(out, 400, "output_limit");
+            snprintf(msg, sizeof(msg), "The result is over the cap of %zu bytes.", lim->result_cap);
+        } else if (run->end == RUN_RESULT) {
             set_error(out, 400, "exception");
             snprintf(msg, sizeof(msg),
                      "The script wrote to the service's result channel; "
@@ -188,8 +198,6 @@ int reply_build(const struct run *run, const struct reply_limits *lim, struct re
         }
         json_object_set_new(body, "error", json_string(msg));
         json_object_set_new(body, "type", json_string(out->type));
-        json_object_set_new(stats, "cpu_ms", json_real(run->cpu_us / 1000.0));
-        json_object_set_new(stats, "max_rss_kb", json_integer(run->max_rss_kb));
     }
 
     json_object_set_new(body, "stdout", capture_string(&run->out));

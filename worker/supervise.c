@@ -1,6 +1,32 @@
 /* The worker's side of one request: a single poll loop over the child's
  * stdout, stderr and result pipes, the acceptor's channel (cancel) and the
- * SIGCHLD self-pipe, bounded by the wall-clock deadline. */
+ * SIGCHLD self-pipe, bounded by the wall-clock deadline.
+ *
+ * The result channel. Once the script's code runs, it owns the child: it can
+ * make any call the filter allows on any fd the child holds (fd 3 included)
+ * and, through ctypes, rewrite the harness that would write the result. So no
+ * channel inside the child can be kept from it, and none is tried: closing
+ * fd 3 or moving the result to shared memory only moves the door, since the
+ * harness must open it again after the script's code, with the script still
+ * in the process. Instead the worker believes nothing from the child after
+ * START that the script could not honestly have chosen itself:
+ *   - the answer is decided only once the child has exited (wait4), from the
+ *     whole channel: exactly one RESULT frame after START and exit status 0,
+ *     or else the exit status alone. A frame written early cannot cut the run
+ *     short, so a forged success followed by an exception, a loop or a
+ *     non-zero exit is answered as what followed (a second frame is answered
+ *     as tampering). A forged frame and exit(0) is the same as returning that
+ *     value from main(), which the script could always do;
+ *   - the record may carry only a returned value or a script-level error
+ *     (reply.c); timeout, killed, internal and the rest are the worker's;
+ *   - stats are the worker's: wall_ms by its own clock from the request to
+ *     the exit, cpu_ms and max_rss_kb from wait4's rusage of the child;
+ *   - every cap is the worker's: stdout and stderr here, the channel's bytes
+ *     here, the result value's size in reply.c;
+ *   - set-up failures are believed only before START: a script cannot make
+ *     its own answer a 500.
+ * The READY and START frames come before any of the script's code, from a
+ * child the worker forked and which has run nothing else. */
 #include "worker/supervise.h"
 
 #include <errno.h>
@@ -132,38 +158,52 @@ static int wait_ready(struct child *c, struct run *run)
     return r;
 }
 
-/* Is a whole frame in b? If it is not an IPC_RESULT (the script wrote to the
- * channel itself), run->result stays NULL. */
-static bool result_complete(struct capture *b, struct run *run)
+/* The child has exited: read its channel in order (see the top of this file).
+ * Sets run->end and, for a result, run->result. */
+static void read_channel(const struct child *c, const struct supervise_params *sp,
+                         const struct capture *b, struct run *run)
 {
     struct ipc_hdr hdr;
     const char *payload;
-    long used = ipc_frame_parse(b->data, b->len, b->cap, &hdr, &payload);
-    if (used == 0)
-        return false;
-    if (used < 0 || hdr.kind != IPC_RESULT)
-        return true;
-    run->result = malloc(hdr.len + 1);
-    if (run->result) {
-        memcpy(run->result, payload, hdr.len);
-        run->result[hdr.len] = '\0';
-        run->result_len = hdr.len;
+    long used = ipc_frame_parse(b->data, b->len, sizeof(run->setup_error), &hdr, &payload);
+    if (used <= 0 || hdr.kind != IPC_START) {
+        snprintf(run->setup_error, sizeof(run->setup_error), "child died before the script ran");
+        run->end = RUN_SETUP_FAILED;
+        return;
     }
-    return true;
+    if (hdr.len) {
+        snprintf(run->setup_error, sizeof(run->setup_error), "%.*s", (int)hdr.len, payload);
+        run->end = RUN_SETUP_FAILED;
+        return;
+    }
+    /* From here on, the script may have written it. */
+    const char *rest = b->data + used;
+    size_t left = b->len - used;
+    run->end = RUN_DIED;
+    if (!WIFEXITED(run->wait_status) || WEXITSTATUS(run->wait_status) != 0 || left == 0)
+        return;            /* answered by how it ended; what it wrote is ignored */
+    run->end = RUN_RESULT; /* a record, or tampering when run->result stays NULL */
+    used = ipc_frame_parse(rest, left, sp->result_cap, &hdr, &payload);
+    if (used == (long)left && hdr.kind == IPC_RESULT) {
+        run->result = malloc(hdr.len + 1);
+        if (run->result) {
+            memcpy(run->result, payload, hdr.len);
+            run->result[hdr.len] = '\0';
+            run->result_len = hdr.len;
+        }
+    }
+    /* One last look at the disk, so a script that outran the 10 ms checks
+     * gets no success out of it. */
+    if (sp->disk_cap > 0 && tmpdir_usage(c->tmpdir, sp->disk_cap) > sp->disk_cap)
+        run->end = RUN_DISK_FULL;
 }
 
-/* A whole result frame is in: one last look at the disk, so a script that
- * outran the 10 ms checks gets no success out of it. */
-static enum run_end result_end(const struct child *c, const struct supervise_params *sp)
-{
-    bool over = sp->disk_cap > 0 && tmpdir_usage(c->tmpdir, sp->disk_cap) > sp->disk_cap;
-    return over ? RUN_DISK_FULL : RUN_RESULT;
-}
-
+/* Until the child exits (or is stopped: deadline, cancel, a cap). */
 static void collect(struct child *c, const struct supervise_params *sp, struct run *run,
                     double deadline)
 {
-    struct capture res = {.cap = sp->result_cap + sizeof(struct ipc_hdr)};
+    /* START, then a RESULT frame of at most result_cap bytes. */
+    struct capture res = {.cap = sp->result_cap + 2 * sizeof(struct ipc_hdr)};
     enum { P_OUT, P_ERR, P_RES, P_CANCEL, P_CHLD, P_N };
     struct pollfd pfd[P_N] = {
         [P_OUT] = {.fd = c->out_fd, .events = POLLIN},
@@ -198,24 +238,16 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             pfd[P_OUT].fd = -1;
         if (pfd[P_ERR].revents && drain(c->err_fd, &run->err))
             pfd[P_ERR].fd = -1;
-        if (pfd[P_RES].revents) {
-            bool closed = drain(c->res_fd, &res);
-            if (closed)
-                pfd[P_RES].fd = -1;
-            if (res.truncated) {
-                run->end = RUN_OVERSIZE;
-                break;
-            }
-            if (result_complete(&res, run)) {
-                run->end = result_end(c, sp);
-                break;
-            }
+        bool gone = false;
+        if (pfd[P_RES].revents && drain(c->res_fd, &res)) {
             /* Its last copy closed: the child is gone, or going; do not count
              * on a SIGCHLD still to come. */
-            if (closed && reap(c, run, WNOHANG)) {
-                run->end = RUN_DIED;
-                break;
-            }
+            pfd[P_RES].fd = -1;
+            gone = reap(c, run, WNOHANG);
+        }
+        if (res.truncated) {
+            run->end = RUN_OVERSIZE;
+            break;
         }
         if (pfd[P_CANCEL].revents) {
             run->end = RUN_CANCELLED;
@@ -225,26 +257,26 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             char sink[64];
             while (read(sp->sigchld_fd, sink, sizeof(sink)) > 0)
                 ;
-            if (reap(c, run, WNOHANG)) {
-                /* Dead, so all it wrote is in the pipe now, including a result
-                 * that arrived after poll() returned (any child's exit wakes us). */
-                if (pfd[P_RES].fd >= 0)
-                    drain(c->res_fd, &res);
-                if (res.truncated)
-                    run->end = RUN_OVERSIZE;
-                else
-                    run->end = result_complete(&res, run) ? result_end(c, sp) : RUN_DIED;
-                break;
-            }
+            gone = gone || reap(c, run, WNOHANG);
+        }
+        if (gone) {
+            /* Dead, so all it wrote is in the pipe now. */
+            if (pfd[P_RES].fd >= 0)
+                drain(c->res_fd, &res);
+            if (res.truncated)
+                run->end = RUN_OVERSIZE;
+            else
+                read_channel(c, sp, &res, run);
+            break;
         }
     }
     if (res.data)
         explicit_bzero(res.data, res.len);
     free(res.data);
 
-    if (run->end != RUN_RESULT && !run->reaped)
+    if (!run->reaped)
         kill_and_reap(c, run);
-    /* Everything written before the result (or the death) is in the pipes now. */
+    /* Everything written before the death is in the pipes now. */
     if (pfd[P_OUT].fd >= 0)
         drain(c->out_fd, &run->out);
     if (pfd[P_ERR].fd >= 0)
@@ -277,7 +309,7 @@ void supervise_run(struct child *c, const char *request, size_t request_len,
     }
 
     collect(c, sp, run, start + sp->timeout_ms);
-    run->wall_ms = now_ms() - start;
+    run->wall_ms = now_ms() - start; /* to its exit, as the worker saw it */
 }
 
 void run_free(struct run *run)

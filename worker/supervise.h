@@ -19,31 +19,32 @@ struct capture {
 };
 
 enum run_end {
-    RUN_RESULT,      /* the child wrote its result frame */
+    RUN_RESULT,      /* the child exited 0 after writing to its channel */
     RUN_DIED,        /* the child exited or was killed without a result */
     RUN_TIMEOUT,     /* wall-clock deadline: killed */
     RUN_CANCELLED,   /* the acceptor cancelled (client gone): killed */
     RUN_OVERSIZE,    /* the result frame passed its cap: killed */
     RUN_DISK_FULL,   /* the temp dir passed its cap: killed */
-    RUN_SETUP_FAILED /* the child never became READY */
+    RUN_SETUP_FAILED /* the child failed before the script ran: READY or START */
 };
 
 struct run {
     enum run_end end;
     struct capture out, err;
-    char *result; /* RUN_RESULT: the IPC_RESULT payload; NULL if the frame was not one */
+    char *result; /* RUN_RESULT: the IPC_RESULT payload; NULL if the channel held
+                   * anything but that one frame after START */
     size_t result_len;
-    int wait_status; /* RUN_DIED, RUN_TIMEOUT, ...: from wait4 when reaped */
+    int wait_status; /* from wait4 */
     bool reaped;
-    uint64_t cpu_us, max_rss_kb; /* from wait4 when reaped */
-    double wall_ms;
+    uint64_t cpu_us, max_rss_kb; /* from wait4's rusage: the child's own word is never taken */
+    double wall_ms;              /* the worker's clock, from the request to the child's exit */
     char setup_error[160];
 };
 
 struct supervise_params {
     uint32_t timeout_ms;
     size_t output_cap; /* each of stdout and stderr */
-    size_t result_cap; /* the result frame's payload */
+    size_t result_cap; /* the result frame's payload: the value's cap and room for an error */
     int cancel_fd;     /* readable: a frame from the acceptor (IPC_CANCEL) or EOF */
     int sigchld_fd;    /* readable: some child changed state */
     /* > 0: the temp dir's cap in bytes, enforced by measuring it every
@@ -53,8 +54,8 @@ struct supervise_params {
 };
 
 /* Run the request frame payload (struct ipc_request + data) in child c.
- * Fills *run; free its buffers with run_free. The child is killed in every
- * outcome but RUN_RESULT (where it is about to exit by itself). */
+ * Fills *run; free its buffers with run_free. The child has exited and is
+ * reaped in every outcome (killed first unless it exited by itself). */
 void supervise_run(struct child *c, const char *request, size_t request_len,
                    const struct supervise_params *sp, struct run *run);
 

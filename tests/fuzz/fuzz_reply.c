@@ -6,8 +6,8 @@
  * Input layout (tests/fuzz/make_seeds.py writes seeds in it):
  *   u8 end | u8 flags | i32 wait_status | u16 out_len | u16 err_len | rest
  * rest is stdout[out_len], stderr[err_len], then the result frame payload
- * (struct ipc_result + record) when flags has FLAG_RESULT. Lengths are
- * clamped to what is there. */
+ * (the record) when flags has FLAG_RESULT. Lengths are clamped to what is
+ * there. */
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -127,12 +127,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * never refused. */
     static const char ok[] = "{\"type\":\"ok\",\"result\":";
     static const char head[] = "{\"result\":";
-    const char *rec = run.result ? run.result + sizeof(struct ipc_result) : NULL;
-    size_t rec_len = run.result_len >= sizeof(struct ipc_result)
-                         ? run.result_len - sizeof(struct ipc_result)
-                         : 0;
+    const char *rec = run.result;
+    size_t rec_len = run.result_len;
     bool ok_record = run.end == RUN_RESULT && rec && rec_len >= sizeof(ok) - 1 + 2 &&
                      !memcmp(rec, ok, sizeof(ok) - 1) && rec[rec_len - 1] == '}' &&
+                     rec_len - sizeof(ok) <= lim.result_cap &&
                      json_check(rec + sizeof(ok) - 1, rec_len - sizeof(ok));
     /* Differential: what jansson reads as JSON, json_check must accept
      * (jansson ends its input at a NUL byte, so values holding one are left

@@ -87,7 +87,8 @@ write("ipc", "ready_empty", frame(2))
 write("ipc", "ready_json", frame(2, b'{"pid":12,"versions":{},"sandbox":{}}'))
 write("ipc", "request", frame(3, req_payload(b"def main(): return 1", b"[1,2]")))
 write("ipc", "cancel_then_reply", frame(4) + frame(5, struct.pack("=II", 200, 2) + b"ok{}"))
-write("ipc", "result", frame(6, struct.pack("=QQ", 1234, 5678) + b'{"type":"ok","result":1}'))
+write("ipc", "result", frame(6, b'{"type":"ok","result":1}'))
+write("ipc", "start", frame(7))
 write("ipc", "cut_short", frame(6, b"abcdef")[:-3])
 write("ipc", "header_only_part", struct.pack("=I", 3))
 write("ipc", "too_big", struct.pack("=II", 3, 1 << 30))
@@ -97,11 +98,11 @@ write("ipc", "just_over_max", struct.pack("=II", 3, 1025) + b"x" * 1025)
 RUN_RESULT, RUN_DIED, RUN_TIMEOUT, RUN_CANCELLED, RUN_OVERSIZE, RUN_SETUP_FAILED = range(6)
 FLAG_RESULT, FLAG_OUT_TRUNC, FLAG_ERR_TRUNC, FLAG_REAPED = 1, 2, 4, 8
 
-def run(end, flags, wait_status, out=b"", err=b"", record=None, cpu_us=1500, rss=4096):
+def run(end, flags, wait_status, out=b"", err=b"", record=None):
     rest = out + err
     if record is not None:
         flags |= FLAG_RESULT
-        rest += struct.pack("=QQ", cpu_us, rss) + record
+        rest += record
     return struct.pack("=BBiHH", end, flags, wait_status, len(out), len(err)) + rest
 
 ok = b'{"type":"ok","result":'

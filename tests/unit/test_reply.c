@@ -17,12 +17,10 @@ static const struct reply_limits lim = {.timeout_ms = 1000, .cpu_ms = 1000, .res
 /* A run that ended with the record rec. */
 static struct run with_record(const char *rec)
 {
-    struct run run = {.end = RUN_RESULT, .wall_ms = 1.5};
-    struct ipc_result rs = {.cpu_us = 2000, .max_rss_kb = 300};
-    run.result_len = sizeof(rs) + strlen(rec);
-    run.result = malloc(run.result_len);
-    memcpy(run.result, &rs, sizeof(rs));
-    memcpy(run.result + sizeof(rs), rec, strlen(rec));
+    struct run run = {
+        .end = RUN_RESULT, .wall_ms = 1.5, .reaped = true, .cpu_us = 2000, .max_rss_kb = 300};
+    run.result_len = strlen(rec);
+    run.result = strdup(rec);
     return run;
 }
 
@@ -163,12 +161,43 @@ static void test_big_numbers_and_nul_keys_kept(void **state)
         snprintf(rec, sizeof(rec), "{\"type\":\"ok\",\"result\":%s}", values[i]);
         struct run run = with_record(rec);
         struct reply rep;
-        assert_int_equal(reply_build(&run, &lim, &rep), 0);
+        struct reply_limits roomy = lim;
+        roomy.result_cap = 1024;
+        assert_int_equal(reply_build(&run, &roomy, &rep), 0);
         assert_int_equal(rep.status, 200);
         assert_memory_equal(rep.body + strlen("{\"result\":"), values[i], strlen(values[i]));
         free(rep.body);
         free(run.result);
     }
+}
+
+/* The worker enforces the result cap itself: a child that skipped its own
+ * check (a script writing the frame) gets output_limit, and the stats are
+ * the worker's whatever the record says. */
+static void test_result_cap_and_stats_are_the_workers(void **state)
+{
+    (void)state;
+    char rec[512];
+    snprintf(rec, sizeof(rec), "{\"type\":\"ok\",\"result\":\"%0*d\"}", 99, 0);
+    struct run run = with_record(rec); /* a 101-byte value, cap 100 */
+    struct reply rep;
+    json_t *body = build(&run, &rep);
+    assert_int_equal(rep.status, 400);
+    assert_string_equal(rep.type, "output_limit");
+    json_t *stats = json_object_get(body, "stats");
+    assert_true(json_number_value(json_object_get(stats, "cpu_ms")) == 2.0);
+    assert_true(json_number_value(json_object_get(stats, "max_rss_kb")) == 300);
+    json_decref(body);
+    free(rep.body);
+    free(run.result);
+
+    snprintf(rec, sizeof(rec), "{\"type\":\"ok\",\"result\":\"%0*d\"}", 98, 0);
+    run = with_record(rec); /* exactly the cap */
+    body = build(&run, &rep);
+    assert_int_equal(rep.status, 200);
+    json_decref(body);
+    free(rep.body);
+    free(run.result);
 }
 
 int main(void)
@@ -180,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_deaths),
         cmocka_unit_test(test_truncated_flags),
         cmocka_unit_test(test_big_numbers_and_nul_keys_kept),
+        cmocka_unit_test(test_result_cap_and_stats_are_the_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,245 @@
+/* supervise_run against real processes that say on their result channel what
+ * an honest child, a failing set-up or a hostile script would: the worker
+ * must decide from the whole channel once the child has exited, believe a
+ * set-up failure only before START, and measure the stats itself. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/ipc.h"
+#include "worker/supervise.h"
+
+static int sigchld_pipe[2] = {-1, -1};
+static int cancel_pipe[2] = {-1, -1};
+
+static void on_sigchld(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    if (write(sigchld_pipe[1], "", 1) < 0) {
+        /* full: a wake-up is pending */
+    }
+    errno = saved;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) || pipe2(cancel_pipe, O_CLOEXEC))
+        return -1;
+    struct sigaction sa = {.sa_handler = on_sigchld, .sa_flags = SA_NOCLDSTOP};
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGCHLD, &sa, NULL);
+}
+
+static void say(int fd, uint32_t kind, const char *text)
+{
+    struct iovec part = {(void *)text, text ? strlen(text) : 0};
+    ipc_write(fd, kind, &part, text ? 1 : 0);
+}
+
+static void burn_cpu_ms(long ms)
+{
+    struct timespec ts;
+    do
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    while (ts.tv_sec * 1000 + ts.tv_nsec / 1000000 < ms);
+}
+
+static const char ok[] = "{\"type\":\"ok\",\"result\":1}";
+static const char forged[] = "{\"type\":\"ok\",\"result\":\"forged\"}";
+
+/* What the child does after reading its request; res is its fd 3. */
+enum script {
+    HONEST,           /* START, burn CPU, RESULT, exit 0 */
+    FAULT_AFTER_REQ,  /* START carrying a set-up failure */
+    DIE_BEFORE_START, /* exit 126 without a word */
+    SCRIPT_EXIT_125,  /* START, then the script's os._exit(125) */
+    FORGED_FAULT,     /* START, the script forges a failing START, exit 0 */
+    FORGED_THEN_REAL, /* START, forged RESULT, the harness's RESULT, exit 0 */
+    FORGED_THEN_EXIT, /* START, forged RESULT, exit 3 */
+    FORGED_THEN_HANG, /* START, forged RESULT, never exits */
+    FORGED_HUGE,      /* START, a RESULT frame over the cap, exit 0 */
+    FORGED_ALONE,     /* START, forged RESULT, exit 0: the script's own choice */
+};
+
+static _Noreturn void fake_child(enum script s, int res)
+{
+    switch (s) {
+    case HONEST:
+        say(res, IPC_START, NULL);
+        burn_cpu_ms(60);
+        say(res, IPC_RESULT, ok);
+        _exit(0);
+    case FAULT_AFTER_REQ:
+        say(res, IPC_START, "child set-up failed at request limits: Invalid argument");
+        _exit(125);
+    case DIE_BEFORE_START:
+        _exit(126);
+    case SCRIPT_EXIT_125:
+        say(res, IPC_START, NULL);
+        _exit(125);
+    case FORGED_FAULT:
+        say(res, IPC_START, NULL);
+        say(res, IPC_START, "child set-up failed at nothing: forged");
+        _exit(0);
+    case FORGED_THEN_REAL:
+        say(res, IPC_START, NULL);
+        say(res, IPC_RESULT, forged);
+        say(res, IPC_RESULT, ok);
+        _exit(0);
+    case FORGED_THEN_EXIT:
+        say(res, IPC_START, NULL);
+        say(res, IPC_RESULT, forged);
+        _exit(3);
+    case FORGED_THEN_HANG:
+        say(res, IPC_START, NULL);
+        say(res, IPC_RESULT, forged);
+        for (;;)
+            pause();
+    case FORGED_HUGE: {
+        say(res, IPC_START, NULL);
+        size_t n = 1 << 20;
+        char *big = malloc(n + 1);
+        memset(big, '7', n);
+        big[n] = '\0';
+        say(res, IPC_RESULT, big);
+        _exit(0);
+    }
+    case FORGED_ALONE:
+        say(res, IPC_START, NULL);
+        say(res, IPC_RESULT, forged);
+        _exit(0);
+    }
+    _exit(99);
+}
+
+/* Fork a fake child wired like child_spawn's and supervise one request. */
+static void run_script(enum script s, uint32_t timeout_ms, struct run *run)
+{
+    int req[2], out[2], err[2], res[2];
+    assert_int_equal(pipe2(req, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(res, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct ipc_hdr hdr;
+        char *payload;
+        say(res[1], IPC_READY, NULL);
+        if (ipc_read(req[0], 1 << 20, &hdr, &payload))
+            _exit(98);
+        fake_child(s, res[1]);
+    }
+    close(req[0]);
+    close(out[1]);
+    close(err[1]);
+    close(res[1]);
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    fcntl(err[0], F_SETFL, O_NONBLOCK);
+    fcntl(res[0], F_SETFL, O_NONBLOCK);
+    struct child c = {
+        .pid = pid, .req_fd = req[1], .out_fd = out[0], .err_fd = err[0], .res_fd = res[0]};
+    snprintf(c.tmpdir, sizeof(c.tmpdir), "/nonexistent");
+    struct supervise_params sp = {.timeout_ms = timeout_ms,
+                                  .output_cap = 1024,
+                                  .result_cap = 4096,
+                                  .cancel_fd = cancel_pipe[0],
+                                  .sigchld_fd = sigchld_pipe[0]};
+    size_t len;
+    char *frame = ipc_request_new(timeout_ms, 64, "x", 1, NULL, 0, &len);
+    supervise_run(&c, frame, len, &sp, run);
+    ipc_free(frame, len);
+    child_close_fds(&c);
+    assert_true(run->reaped); /* in every outcome: its stats are wait4's */
+    assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
+}
+
+static void test_honest_child(void **state)
+{
+    (void)state;
+    struct run run;
+    run_script(HONEST, 5000, &run);
+    assert_int_equal(run.end, RUN_RESULT);
+    assert_non_null(run.result);
+    assert_string_equal(run.result, ok);
+    assert_true(run.cpu_us >= 50000); /* its 60 ms of CPU, seen by wait4 */
+    assert_true(run.max_rss_kb > 0);
+    assert_true(run.wall_ms >= 50);
+    run_free(&run);
+}
+
+static void test_setup_failures_before_start(void **state)
+{
+    (void)state;
+    struct run run;
+    run_script(FAULT_AFTER_REQ, 5000, &run);
+    assert_int_equal(run.end, RUN_SETUP_FAILED);
+    assert_non_null(strstr(run.setup_error, "request limits"));
+    run_free(&run);
+    run_script(DIE_BEFORE_START, 5000, &run);
+    assert_int_equal(run.end, RUN_SETUP_FAILED);
+    run_free(&run);
+}
+
+static void test_script_exit_codes_stay_the_scripts(void **state)
+{
+    (void)state;
+    struct run run;
+    run_script(SCRIPT_EXIT_125, 5000, &run);
+    assert_int_equal(run.end, RUN_DIED);
+    assert_true(WIFEXITED(run.wait_status) && WEXITSTATUS(run.wait_status) == 125);
+    run_free(&run);
+    run_script(FORGED_FAULT, 5000, &run); /* a 500 is never the script's to cause */
+    assert_int_equal(run.end, RUN_RESULT);
+    assert_null(run.result); /* tampering */
+    run_free(&run);
+}
+
+static void test_forged_frames_change_nothing(void **state)
+{
+    (void)state;
+    struct run run;
+    run_script(FORGED_THEN_REAL, 5000, &run);
+    assert_int_equal(run.end, RUN_RESULT);
+    assert_null(run.result);
+    run_free(&run);
+    run_script(FORGED_THEN_EXIT, 5000, &run);
+    assert_int_equal(run.end, RUN_DIED);
+    assert_true(WIFEXITED(run.wait_status) && WEXITSTATUS(run.wait_status) == 3);
+    run_free(&run);
+    run_script(FORGED_THEN_HANG, 300, &run);
+    assert_int_equal(run.end, RUN_TIMEOUT);
+    run_free(&run);
+    run_script(FORGED_HUGE, 5000, &run);
+    assert_int_equal(run.end, RUN_OVERSIZE);
+    run_free(&run);
+    run_script(FORGED_ALONE, 5000, &run); /* as if main() had returned it */
+    assert_int_equal(run.end, RUN_RESULT);
+    assert_string_equal(run.result, forged);
+    assert_true(run.cpu_us < 1000000);
+    run_free(&run);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_honest_child),
+        cmocka_unit_test(test_setup_failures_before_start),
+        cmocka_unit_test(test_script_exit_codes_stay_the_scripts),
+        cmocka_unit_test(test_forged_frames_change_nothing),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
