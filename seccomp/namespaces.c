@@ -30,6 +30,20 @@ static int make_readonly(const char *path, unsigned flags, int readonly)
     return mount_setattr(-1, path, flags, &attr, sizeof(attr)) == 0;
 }
 
+/* A /proc of our own in which every process the caller could not ptrace is
+ * invisible (hidepid): a child, running as its own uid, sees itself and
+ * nothing else, not even by stat("/proc/N"). Made before the view turns
+ * read-only, so it is read-only too. The kernel refuses a fresh proc mount
+ * where the current one has parts masked (container runtimes do that):
+ * then the host's /proc stays, and uids and Landlock are what keep other
+ * processes' entries closed. */
+static int private_proc(void)
+{
+    const unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    return mount("proc", "/proc", "proc", flags, "hidepid=invisible") == 0 ||
+           mount("proc", "/proc", "proc", flags, "hidepid=2") == 0; /* before Linux 5.8 */
+}
+
 /* The scratch dir becomes a mount of its own (a sized tmpfs, or a bind of
  * itself) so it can stay writable when everything else turns read-only. */
 static int enter_mount(const char *scratch_dir, size_t scratch_kb)
@@ -40,6 +54,8 @@ static int enter_mount(const char *scratch_dir, size_t scratch_kb)
         return 0;
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return 0;
+    if (private_proc())
+        granted |= NAMESPACES_PROC_PRIVATE;
     snprintf(opts, sizeof(opts), "size=%zuk,mode=0711", scratch_kb);
     if (scratch_kb > 0 &&
         mount("pyexec-scratch", scratch_dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) == 0)
@@ -74,6 +90,7 @@ int namespaces_json(unsigned granted, char *buf, size_t len)
         {NAMESPACES_IPC, "ipc"},
         {NAMESPACES_MOUNT_RO, "mount-ro"},
         {NAMESPACES_SCRATCH_TMPFS, "scratch-tmpfs"},
+        {NAMESPACES_PROC_PRIVATE, "proc-hidepid"},
     };
     const char *sep = "";
     size_t used = 0;

@@ -1,8 +1,9 @@
 /* Namespaces of a worker, entered once when the worker is spawned (before it
  * starts any thread or child) so every child inherits them at no per-request
  * cost: an empty network namespace, a private SysV IPC namespace, and a
- * read-only mount view with one writable scratch dir. Runs in the worker
- * process, called once by worker_setup() (worker/worker.c) as it starts. */
+ * read-only mount view with one writable scratch dir and a /proc that hides
+ * other users' processes. Runs in the worker process, called once by
+ * worker_setup() (worker/worker.c) as it starts. */
 #ifndef PYEXEC_NAMESPACES_H
 #define PYEXEC_NAMESPACES_H
 
@@ -13,6 +14,7 @@ enum namespaces_granted {
     NAMESPACES_IPC = 1 << 1,           /* SysV IPC and POSIX queues of its own */
     NAMESPACES_MOUNT_RO = 1 << 2,      /* every mount read-only except scratch_dir */
     NAMESPACES_SCRATCH_TMPFS = 1 << 3, /* scratch_dir is a tmpfs of scratch_kb */
+    NAMESPACES_PROC_PRIVATE = 1 << 4,  /* /proc shows a process only to who may ptrace it */
 };
 
 /* Enter what the host grants, skipping silently what it refuses (no

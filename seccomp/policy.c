@@ -4,6 +4,13 @@
  * files the "files" group may reach. Anything not in an allowed group fails
  * with EPERM, so Python raises an ordinary OSError and keeps running.
  *
+ * A call that takes a pid, a clock id or a command is allowed only with the
+ * arguments that reach the caller itself: pid 0 or its own pid, the standard
+ * clocks and its own CPU clocks, the fcntl commands that neither deliver
+ * signals (F_SETOWN, F_SETSIG, O_ASYNC) nor watch other processes' file
+ * activity (F_NOTIFY, F_SETLEASE). Integer arguments are compared on all 64
+ * bits: a value with stray upper bits is refused, never let through.
+ *
  * The "denied" group is documentation with teeth: it lists the syscalls that
  * must stay refused (sockets, exec, fork, other processes, the kernel attack
  * surface SECURITY.md names), harmless-looking ones included; they are NOT
@@ -13,6 +20,7 @@
 #include "seccomp/policy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
@@ -22,18 +30,23 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 enum match {
-    ANY,            /* allowed whatever the arguments */
-    ARG0_SELF,      /* allowed when arg0 == our pid: signals only to ourselves */
-    ARG0_SELF_OR_0, /* allowed when arg0 is 0 or our pid: limits only of ourselves */
-    ARG0_EQ,        /* allowed when arg0 == value (one prctl option) */
-    ARG1_EQ,        /* allowed when arg1 == value (one ioctl request) */
-    THREAD_ONLY,    /* clone: only with CLONE_THREAD and no namespace flag */
-    FAIL_ENOSYS,    /* refused with ENOSYS instead of EPERM */
+    ANY,                    /* allowed whatever the arguments */
+    ARG0_SELF,              /* allowed when arg0 == our pid: signals only to ourselves */
+    ARG0_SELF_OR_0,         /* allowed when arg0 is 0 or our pid: limits only of ourselves */
+    ARG0_EQ,                /* allowed when arg0 == value (one prctl option) */
+    ARG0_EQ_ARG1_SELF_OR_0, /* arg0 == value and arg1 is 0 or our pid (getpriority) */
+    ARG1_EQ,                /* allowed when arg1 == value (one ioctl request) */
+    ARG1_EQ_NO_ASYNC,       /* arg1 == value, O_ASYNC clear in arg2 (fcntl F_SETFL) */
+    OWN_CLOCK,              /* arg0 is a standard clock or one of the caller's CPU clocks */
+    THREAD_ONLY,            /* clone: only with CLONE_THREAD and no namespace flag */
+    FAIL_ENOSYS,            /* refused with ENOSYS instead of EPERM */
 };
 
 struct rule {
@@ -63,12 +76,11 @@ static const struct rule process[] = {
     {"getresgid", ANY, 0},
     {"getgroups", ANY, 0},
     {"getpgrp", ANY, 0},
-    {"getpgid", ANY, 0},
-    {"getsid", ANY, 0},
+    {"getpgid", ARG0_SELF_OR_0, 0}, /* never another process's */
+    {"getsid", ARG0_SELF_OR_0, 0},
     {"uname", ANY, 0}, /* platform module */
     {"getcpu", ANY, 0},
-    {"getpriority", ANY, 0},
-    {"capget", ANY, 0}, /* reads our (empty) capability sets */
+    {"getpriority", ARG0_EQ_ARG1_SELF_OR_0, PRIO_PROCESS},
     {"prctl", ARG0_EQ, PR_GET_NAME},
     {"prctl", ARG0_EQ, PR_SET_NAME}, /* thread names */
     {"prctl", ARG0_EQ, PR_GET_DUMPABLE},
@@ -96,12 +108,12 @@ static const struct rule threads[] = {
     {"set_tid_address", ANY, 0},
     {"futex", ANY, 0},
     {"sched_yield", ANY, 0},
-    {"sched_getaffinity", ANY, 0}, /* os.sched_getaffinity, BLAS thread count */
-    {"sched_getparam", ANY, 0},
-    {"sched_getscheduler", ANY, 0},
+    {"sched_getaffinity", ARG0_SELF_OR_0, 0}, /* os.sched_getaffinity(0), BLAS thread count */
+    {"sched_getparam", ARG0_SELF_OR_0, 0},
+    {"sched_getscheduler", ARG0_SELF_OR_0, 0},
     {"nanosleep", ANY, 0},
-    {"clock_nanosleep", ANY, 0}, /* time.sleep */
-    {"restart_syscall", ANY, 0}, /* a sleep interrupted by a signal resumes */
+    {"clock_nanosleep", OWN_CLOCK, 0}, /* time.sleep */
+    {"restart_syscall", ANY, 0},       /* a sleep interrupted by a signal resumes */
 };
 
 static const struct rule signals[] = {
@@ -124,8 +136,8 @@ static const struct rule signals[] = {
 };
 
 static const struct rule time_and_limits[] = {
-    {"clock_gettime", ANY, 0}, /* usually the vDSO; the syscall when not */
-    {"clock_getres", ANY, 0},
+    {"clock_gettime", OWN_CLOCK, 0}, /* usually the vDSO; the syscall when not */
+    {"clock_getres", OWN_CLOCK, 0},
     {"gettimeofday", ANY, 0},
     {"time", ANY, 0},
     {"times", ANY, 0},
@@ -173,7 +185,18 @@ static const struct rule files[] = {
     {"getcwd", ANY, 0},
     {"chdir", ANY, 0},
     {"fchdir", ANY, 0},
-    {"fcntl", ANY, 0},
+    {"fcntl", ARG1_EQ, F_DUPFD},
+    {"fcntl", ARG1_EQ, F_DUPFD_CLOEXEC},
+    {"fcntl", ARG1_EQ, F_GETFD},
+    {"fcntl", ARG1_EQ, F_SETFD},
+    {"fcntl", ARG1_EQ, F_GETFL},
+    {"fcntl", ARG1_EQ_NO_ASYNC, F_SETFL}, /* O_ASYNC: SIGIO to an owner */
+    {"fcntl", ARG1_EQ, F_GETLK},          /* record locks: sqlite3 (see flock) */
+    {"fcntl", ARG1_EQ, F_SETLK},
+    {"fcntl", ARG1_EQ, F_SETLKW},
+    {"fcntl", ARG1_EQ, F_OFD_GETLK},
+    {"fcntl", ARG1_EQ, F_OFD_SETLK},
+    {"fcntl", ARG1_EQ, F_OFD_SETLKW},
     {"dup", ANY, 0},
     {"dup2", ANY, 0},
     {"dup3", ANY, 0},
@@ -185,7 +208,7 @@ static const struct rule files[] = {
     {"truncate", ANY, 0},
     {"fallocate", ANY, 0}, /* bounded by RLIMIT_FSIZE and the temp dir cap */
     {"fadvise64", ANY, 0},
-    {"flock", ANY, 0},
+    {"flock", ANY, 0}, /* on shared read-only files too: see SECURITY.md, "Locks" */
     {"rename", ANY, 0},
     {"renameat", ANY, 0},
     {"renameat2", ANY, 0},
@@ -334,6 +357,21 @@ static const struct rule denied[] = {
     {"mount_setattr", ANY, 0},
     {"process_madvise", ANY, 0},
     {"vmsplice", ANY, 0},
+    {"splice", ANY, 0},
+    {"tee", ANY, 0},
+    {"capget", ANY, 0}, /* its pid is in memory BPF cannot read: any process's sets */
+    {"mq_open", ANY, 0},
+    {"inotify_init", ANY, 0},
+    {"timerfd_create", ANY, 0},
+    {"signalfd4", ANY, 0},
+    {"timer_create", ANY, 0},
+    {"mlock", ANY, 0},
+    {"mlockall", ANY, 0},
+    {"landlock_add_rule", ANY, 0},
+    {"landlock_restrict_self", ANY, 0},
+    {"sched_rr_get_interval", ANY, 0}, /* takes any pid */
+    {"get_robust_list", ANY, 0},       /* takes any pid */
+    {"ioprio_get", ANY, 0},            /* takes any pid */
 };
 
 #define GROUP(name, rules, denied)                                                                 \
@@ -371,6 +409,32 @@ static int is_allowed_anywhere(const char *syscall)
     return 0;
 }
 
+/* The clock ids OWN_CLOCK allows: the standard clocks, and the CPU clocks
+ * that encode pid 0, i.e. the caller: (~0 << 3) | type for its process and
+ * | 4 for its calling thread (type 0 PROF, 1 VIRT, 2 SCHED). A CPU clock that
+ * encodes a pid, even our own, is refused: time.pthread_getcpuclockid's
+ * clocks do not work, CLOCK_PROCESS/THREAD_CPUTIME_ID do. Compared on the
+ * low 32 bits (clockid_t is an int; the vDSO's fallback zero-extends it). */
+static const int32_t own_clocks[] = {
+    CLOCK_REALTIME,
+    CLOCK_MONOTONIC,
+    CLOCK_PROCESS_CPUTIME_ID,
+    CLOCK_THREAD_CPUTIME_ID,
+    CLOCK_MONOTONIC_RAW,
+    CLOCK_REALTIME_COARSE,
+    CLOCK_MONOTONIC_COARSE,
+    CLOCK_BOOTTIME,
+    CLOCK_REALTIME_ALARM,
+    CLOCK_BOOTTIME_ALARM,
+    CLOCK_TAI,
+    -8,
+    -7,
+    -6,
+    -4,
+    -3,
+    -2,
+};
+
 static int add_rule(scmp_filter_ctx ctx, const struct rule *r, int nr, uint64_t self)
 {
     switch (r->match) {
@@ -384,8 +448,27 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r, int nr, uint64_t 
     }
     case ARG0_EQ:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, r->value));
+    case ARG0_EQ_ARG1_SELF_OR_0: {
+        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A0(SCMP_CMP_EQ, r->value),
+                                  SCMP_A1(SCMP_CMP_EQ, self));
+        return rc ? rc
+                  : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A0(SCMP_CMP_EQ, r->value),
+                                     SCMP_A1(SCMP_CMP_EQ, 0));
+    }
     case ARG1_EQ:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A1(SCMP_CMP_EQ, r->value));
+    case ARG1_EQ_NO_ASYNC:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A1(SCMP_CMP_EQ, r->value),
+                                SCMP_A2(SCMP_CMP_MASKED_EQ, O_ASYNC, 0));
+    case OWN_CLOCK:
+        for (size_t i = 0; i < sizeof(own_clocks) / sizeof(own_clocks[0]); i++) {
+            int rc =
+                seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+                                 SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, (uint32_t)own_clocks[i]));
+            if (rc)
+                return rc;
+        }
+        return 0;
     case THREAD_ONLY:
         return seccomp_rule_add(
             ctx, SCMP_ACT_ALLOW, nr, 1,
@@ -552,8 +635,14 @@ static const char *match_text(const struct rule *r)
         return "  (arg0 == 0 or own pid)";
     case ARG0_EQ:
         return "  (arg0 ==";
+    case ARG0_EQ_ARG1_SELF_OR_0:
+        return "  (arg1 == 0 or own pid, arg0 ==";
     case ARG1_EQ:
         return "  (arg1 ==";
+    case ARG1_EQ_NO_ASYNC:
+        return "  (O_ASYNC clear in arg2, arg1 ==";
+    case OWN_CLOCK:
+        return "  (arg0: a standard clock or the caller's own CPU clock)";
     case THREAD_ONLY:
         return "  (CLONE_THREAD set, no CLONE_NEW* flag)";
     case FAIL_ENOSYS:
@@ -576,7 +665,8 @@ int policy_print(FILE *out)
         fprintf(out, "# [%s]\n", policy[g].name);
         for (size_t i = 0; i < policy[g].count; i++) {
             const struct rule *r = &policy[g].rules[i];
-            if (r->match == ARG0_EQ || r->match == ARG1_EQ)
+            if (r->match == ARG0_EQ || r->match == ARG1_EQ_NO_ASYNC || r->match == ARG1_EQ ||
+                r->match == ARG0_EQ_ARG1_SELF_OR_0)
                 fprintf(out, "#   %s%s 0x%llx)\n", r->syscall, match_text(r),
                         (unsigned long long)r->value);
             else

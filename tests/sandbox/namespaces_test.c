@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "seccomp/namespaces.h"
+#include "seccomp/privdrop.h"
 
 #define SCRATCH_KB 64
 
@@ -27,6 +28,32 @@ static int expect(int ok, const char *what)
     if (!ok)
         fprintf(stderr, "FAIL: %s (errno %s)\n", what, strerror(errno));
     return ok ? 0 : 1;
+}
+
+/* As a child does (another uid): /proc shows itself, and no other process,
+ * even to stat. */
+static int proc_hides_others(void)
+{
+    pid_t worker = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        uid_t uid;
+        gid_t gid;
+        if (privdrop_resolve("65534", &uid, &gid) || privdrop_apply(uid, gid))
+            _exit(2);
+        char path[64];
+        struct stat st;
+        int failed = 0;
+        snprintf(path, sizeof(path), "/proc/%d", (int)worker);
+        failed |= expect(stat(path, &st) < 0 && errno == ENOENT, "the worker's /proc entry hidden");
+        failed |= expect(stat("/proc/1", &st) < 0 && errno == ENOENT, "pid 1 hidden");
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)getpid());
+        failed |= expect(stat(path, &st) == 0, "its own /proc entry visible");
+        _exit(failed);
+    }
+    int status = 1;
+    waitpid(pid, &status, 0);
+    return !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 }
 
 static int worker(const struct sockaddr_in *listener)
@@ -46,6 +73,8 @@ static int worker(const struct sockaddr_in *listener)
         failed |= expect(rc < 0 && errno == ENETUNREACH, "host loopback unreachable");
         close(fd);
     }
+    if (granted & NAMESPACES_PROC_PRIVATE)
+        failed |= proc_hides_others();
     if (granted & NAMESPACES_MOUNT_RO) {
         int fd = open("/var/tmp/pyexec-ns-escape", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
         failed |= expect(fd < 0 && errno == EROFS, "outside scratch is read-only");

@@ -12,28 +12,40 @@
 #include <ftw.h>
 #include <linux/bpf.h>
 #include <linux/io_uring.h>
+#include <linux/kcmp.h>
 #include <linux/keyctl.h>
 #include <linux/perf_event.h>
+#include <mqueue.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fanotify.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/msg.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/sem.h>
 #include <sys/shm.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "seccomp/confine.h"
@@ -425,6 +437,360 @@ static int op_dev_null(void)
     return rc;
 }
 
+/* --- reaching other processes through arguments ----------------------- */
+
+/* A pipe of our own, for the fcntl ops. */
+static int own_fd(void)
+{
+    int p[2];
+    return pipe2(p, O_CLOEXEC) < 0 ? -1 : p[0];
+}
+
+static int fcntl_result(int rc)
+{
+    return rc < 0 ? errno : 0;
+}
+
+static int op_fcntl_setown(void)
+{
+    return fcntl_result(fcntl(own_fd(), F_SETOWN, getppid()));
+}
+
+static int op_fcntl_setown_ex(void)
+{
+    struct f_owner_ex owner = {.type = F_OWNER_PID, .pid = getppid()};
+    return fcntl_result(fcntl(own_fd(), F_SETOWN_EX, &owner));
+}
+
+static int op_fcntl_setsig(void)
+{
+    return fcntl_result(fcntl(own_fd(), F_SETSIG, SIGUSR1));
+}
+
+static int op_fcntl_async(void)
+{
+    return fcntl_result(fcntl(own_fd(), F_SETFL, O_ASYNC | O_NONBLOCK));
+}
+
+/* dnotify on a shared system directory: a signal for each file any other
+ * process opens there. */
+static int op_fcntl_notify(void)
+{
+    int fd = open("/usr/lib", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    return fcntl_result(fcntl(fd, F_NOTIFY, DN_ACCESS | DN_MULTISHOT));
+}
+
+static void prepare_lease_file(void)
+{
+    int fd = open("lease", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close(fd);
+}
+
+static int op_fcntl_setlease(void)
+{
+    int fd = open("lease", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    return fcntl_result(fcntl(fd, F_SETLEASE, F_RDLCK));
+}
+
+/* The CPU clock of another process: ((~pid) << 3) | CPUCLOCK_SCHED. */
+static clockid_t parent_cpu_clock(void)
+{
+    return (clockid_t)((~(unsigned)getppid() << 3) | 2);
+}
+
+static int op_clock_gettime_other(void)
+{
+    struct timespec ts;
+    return syscall(SYS_clock_gettime, parent_cpu_clock(), &ts) < 0 ? errno : 0;
+}
+
+static int op_clock_getres_other(void)
+{
+    struct timespec ts;
+    return syscall(SYS_clock_getres, parent_cpu_clock(), &ts) < 0 ? errno : 0;
+}
+
+static int op_clock_nanosleep_other(void)
+{
+    struct timespec ts = {0, 0}; /* long past: returns at once (the parent is idle) */
+    return syscall(SYS_clock_nanosleep, parent_cpu_clock(), TIMER_ABSTIME, &ts, NULL) < 0 ? errno
+                                                                                          : 0;
+}
+
+/* The upper 32 bits of a clock id are ignored by the kernel: a standard
+ * clock with stray upper bits must not pass as one. */
+static int op_clock_gettime_high_bits(void)
+{
+    struct timespec ts;
+    long id = (long)((1ul << 32) | (uint32_t)parent_cpu_clock());
+    return syscall(SYS_clock_gettime, id, &ts) < 0 ? errno : 0;
+}
+
+static int op_getsid_other(void)
+{
+    return getsid(getppid()) < 0 ? errno : 0;
+}
+
+static int op_getpgid_other(void)
+{
+    return getpgid(getppid()) < 0 ? errno : 0;
+}
+
+static int op_sched_getaffinity_other(void)
+{
+    cpu_set_t set;
+    return sched_getaffinity(getppid(), sizeof(set), &set) < 0 ? errno : 0;
+}
+
+static int op_sched_getparam_other(void)
+{
+    struct sched_param sp;
+    return sched_getparam(getppid(), &sp) < 0 ? errno : 0;
+}
+
+static int op_sched_getscheduler_other(void)
+{
+    return sched_getscheduler(getppid()) < 0 ? errno : 0;
+}
+
+static int op_getpriority_other(void)
+{
+    errno = 0;
+    return getpriority(PRIO_PROCESS, getppid()) == -1 && errno ? errno : 0;
+}
+
+static int op_getpriority_user(void)
+{
+    errno = 0;
+    return getpriority(PRIO_USER, 0) == -1 && errno ? errno : 0;
+}
+
+static int op_capget_other(void)
+{
+    struct {
+        uint32_t version;
+        int pid;
+    } hdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, getppid()};
+    uint32_t data[6];
+    return syscall(SYS_capget, &hdr, data) < 0 ? errno : 0;
+}
+
+static int op_pidfd_open(void)
+{
+    int fd = (int)syscall(SYS_pidfd_open, getppid(), 0);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_kcmp(void)
+{
+    return syscall(SYS_kcmp, getpid(), getppid(), KCMP_VM, 0, 0) < 0 ? errno : 0;
+}
+
+static int op_msgget(void)
+{
+    int id = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    return id < 0 ? errno : (msgctl(id, IPC_RMID, NULL), 0);
+}
+
+static int op_semget(void)
+{
+    int id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+    return id < 0 ? errno : (semctl(id, 0, IPC_RMID), 0);
+}
+
+static int op_mq_open(void)
+{
+    mqd_t q = mq_open("/pyexec-probe", O_RDWR | O_CREAT | O_CLOEXEC, 0600, NULL);
+    return q == (mqd_t)-1 ? errno : (mq_close(q), mq_unlink("/pyexec-probe"), 0);
+}
+
+static int op_inotify(void)
+{
+    int fd = inotify_init1(IN_CLOEXEC);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_fanotify(void)
+{
+    int fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_timerfd(void)
+{
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_signalfd(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    int fd = signalfd(-1, &set, SFD_CLOEXEC);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+static int op_timer_create(void)
+{
+    timer_t t;
+    struct sigevent ev = {.sigev_notify = SIGEV_NONE};
+    return syscall(SYS_timer_create, CLOCK_MONOTONIC, &ev, &t) < 0 ? errno : 0;
+}
+
+/* Two pipes, one byte waiting in the first. */
+static int pipes_with_data(int a[2], int b[2])
+{
+    if (pipe2(a, O_CLOEXEC) < 0 || pipe2(b, O_CLOEXEC) < 0 || write(a[1], "x", 1) != 1)
+        return -1;
+    return 0;
+}
+
+static int op_splice(void)
+{
+    int a[2], b[2];
+    if (pipes_with_data(a, b))
+        return EIO;
+    return splice(a[0], NULL, b[1], NULL, 1, 0) < 0 ? errno : 0;
+}
+
+static int op_tee(void)
+{
+    int a[2], b[2];
+    if (pipes_with_data(a, b))
+        return EIO;
+    return tee(a[0], b[1], 1, 0) < 0 ? errno : 0;
+}
+
+static int op_vmsplice(void)
+{
+    int a[2];
+    char byte = 'x';
+    struct iovec iov = {&byte, 1};
+    if (pipe2(a, O_CLOEXEC) < 0)
+        return EIO;
+    return vmsplice(a[1], &iov, 1, 0) < 0 ? errno : 0;
+}
+
+static int op_mlock(void)
+{
+    static char page[4096] __attribute__((aligned(4096)));
+    return mlock(page, sizeof(page)) < 0 ? errno : (munlock(page, sizeof(page)), 0);
+}
+
+static int op_sched_setaffinity(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) < 0)
+        return EIO;
+    return sched_setaffinity(0, sizeof(set), &set) < 0 ? errno : 0;
+}
+
+static int op_arch_prctl(void)
+{
+    unsigned long fs;
+    return syscall(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, &fs) < 0 ? errno : 0;
+}
+
+static int op_seccomp(void)
+{
+    uint32_t action = 0x7fff0000U; /* SECCOMP_RET_ALLOW */
+    return syscall(SYS_seccomp, 2 /* SECCOMP_GET_ACTION_AVAIL */, 0, &action) < 0 ? errno : 0;
+}
+
+static int op_landlock(void)
+{
+    /* LANDLOCK_CREATE_RULESET_VERSION: the ABI version, or EOPNOTSUPP */
+    return syscall(SYS_landlock_create_ruleset, NULL, 0, 1) < 0 ? errno : 0;
+}
+
+static int op_mknod(void)
+{
+    return mknod("fifo", S_IFIFO | 0600, 0) < 0 ? errno : (unlink("fifo"), 0);
+}
+
+/* Outside prctl's list; this one would make the child dumpable again. */
+static int op_prctl_set_dumpable(void)
+{
+    return prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0 ? errno : 0;
+}
+
+static int op_tiocsti(void)
+{
+    char c = 'x';
+    return ioctl(0, TIOCSTI, &c) < 0 ? errno : 0;
+}
+
+static int op_write_proc_self(void)
+{
+    int fd = open("/proc/self/comm", O_WRONLY | O_CLOEXEC);
+    return fd < 0 ? errno : (close(fd), 0);
+}
+
+/* --- what a script may still do with those calls ------------------------ */
+
+static int op_fcntl_own(void)
+{
+    int fd = own_fd();
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return errno;
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    return dup < 0 ? errno : 0;
+}
+
+static int op_clock_own(void)
+{
+    struct timespec ts;
+    const clockid_t ids[] = {CLOCK_REALTIME,          CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID,
+                             CLOCK_THREAD_CPUTIME_ID, CLOCK_BOOTTIME,  -6 /* pid 0: itself */};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+        if (syscall(SYS_clock_gettime, ids[i], &ts) < 0 ||
+            syscall(SYS_clock_getres, ids[i], &ts) < 0)
+            return errno;
+    /* as the vDSO's fallback passes it: zero-extended */
+    if (syscall(SYS_clock_gettime, (long)(uint32_t)CLOCK_PROCESS_CPUTIME_ID, &ts) < 0 ||
+        syscall(SYS_clock_gettime, (long)(uint32_t)-6, &ts) < 0)
+        return errno;
+    struct timespec nap = {0, 1000};
+    return clock_nanosleep(CLOCK_MONOTONIC, 0, &nap, NULL);
+}
+
+static int op_pid_calls_self(void)
+{
+    cpu_set_t set;
+    struct sched_param sp;
+    pid_t self = getpid();
+    pid_t pids[] = {0, self};
+    for (size_t i = 0; i < 2; i++) {
+        errno = 0;
+        if (getsid(pids[i]) < 0 || getpgid(pids[i]) < 0 ||
+            sched_getaffinity(pids[i], sizeof(set), &set) < 0 || sched_getparam(pids[i], &sp) < 0 ||
+            sched_getscheduler(pids[i]) < 0 ||
+            (getpriority(PRIO_PROCESS, (id_t)pids[i]) == -1 && errno))
+            return errno ? errno : EIO;
+    }
+    return 0;
+}
+
+/* Locks stay allowed (sqlite3 needs them): see SECURITY.md, "Locks". */
+static int op_locks_tmp(void)
+{
+    int fd = open("locked", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_len = 1};
+    if (flock(fd, LOCK_EX) < 0 || flock(fd, LOCK_UN) < 0 || fcntl(fd, F_SETLK, &fl) < 0 ||
+        fcntl(fd, F_GETLK, &fl) < 0 || fcntl(fd, F_OFD_SETLK, &fl) < 0)
+        return errno;
+    return 0;
+}
+
 enum expect { DENY, DENY_KILLED, ALLOW };
 enum needs { NOTHING = 0, LANDLOCK = 1, ROOT = 2, ROOT_UNCONFINED = 4, X86_64 = 8 };
 
@@ -472,7 +838,51 @@ static const struct op ops[] = {
     {"read_proc_parent_environ", op_read_proc_parent_environ, DENY, ROOT_UNCONFINED, NULL},
     {"setuid_root", op_setuid_root, DENY, ROOT, NULL},
     {"capabilities", op_capabilities, DENY, ROOT, NULL},
+    {"fcntl_setown", op_fcntl_setown, DENY, 0, NULL},
+    {"fcntl_setown_ex", op_fcntl_setown_ex, DENY, 0, NULL},
+    {"fcntl_setsig", op_fcntl_setsig, DENY, 0, NULL},
+    {"fcntl_async", op_fcntl_async, DENY, 0, NULL},
+    {"fcntl_notify", op_fcntl_notify, DENY, 0, NULL},
+    {"fcntl_setlease", op_fcntl_setlease, DENY, 0, prepare_lease_file},
+    {"clock_gettime_other", op_clock_gettime_other, DENY, 0, NULL},
+    {"clock_getres_other", op_clock_getres_other, DENY, 0, NULL},
+    {"clock_nanosleep_other", op_clock_nanosleep_other, DENY, 0, NULL},
+    {"clock_gettime_high_bits", op_clock_gettime_high_bits, DENY, 0, NULL},
+    {"getsid_other", op_getsid_other, DENY, 0, NULL},
+    {"getpgid_other", op_getpgid_other, DENY, 0, NULL},
+    {"sched_getaffinity_other", op_sched_getaffinity_other, DENY, 0, NULL},
+    {"sched_getparam_other", op_sched_getparam_other, DENY, 0, NULL},
+    {"sched_getscheduler_other", op_sched_getscheduler_other, DENY, 0, NULL},
+    {"getpriority_other", op_getpriority_other, DENY, 0, NULL},
+    {"getpriority_user", op_getpriority_user, DENY, 0, NULL},
+    {"capget_other", op_capget_other, DENY, 0, NULL},
+    {"pidfd_open", op_pidfd_open, DENY, 0, NULL},
+    {"kcmp", op_kcmp, DENY, ROOT_UNCONFINED, NULL},
+    {"msgget", op_msgget, DENY, 0, NULL},
+    {"semget", op_semget, DENY, 0, NULL},
+    {"mq_open", op_mq_open, DENY, 0, NULL},
+    {"inotify", op_inotify, DENY, 0, NULL},
+    {"fanotify", op_fanotify, DENY, ROOT_UNCONFINED, NULL},
+    {"timerfd", op_timerfd, DENY, 0, NULL},
+    {"signalfd", op_signalfd, DENY, 0, NULL},
+    {"timer_create", op_timer_create, DENY, 0, NULL},
+    {"splice", op_splice, DENY, 0, NULL},
+    {"tee", op_tee, DENY, 0, NULL},
+    {"vmsplice", op_vmsplice, DENY, 0, NULL},
+    {"mlock", op_mlock, DENY, 0, NULL},
+    {"sched_setaffinity", op_sched_setaffinity, DENY, 0, NULL},
+    {"arch_prctl", op_arch_prctl, DENY, 0, NULL},
+    {"seccomp", op_seccomp, DENY, 0, NULL},
+    {"landlock", op_landlock, DENY, 0, NULL},
+    {"mknod", op_mknod, DENY, 0, NULL},
+    {"prctl_set_dumpable", op_prctl_set_dumpable, DENY, 0, NULL},
+    {"tiocsti", op_tiocsti, DENY, 0, NULL},
+    {"write_proc_self", op_write_proc_self, DENY, LANDLOCK, NULL},
     {"thread", op_thread, ALLOW, 0, NULL},
+    {"fcntl_own", op_fcntl_own, ALLOW, 0, NULL},
+    {"clock_own", op_clock_own, ALLOW, 0, NULL},
+    {"pid_calls_self", op_pid_calls_self, ALLOW, 0, NULL},
+    {"locks_tmp", op_locks_tmp, ALLOW, 0, NULL},
     {"clone3_enosys_fallback", op_clone3_enosys_fallback, ALLOW, 0, NULL},
     {"mmap", op_mmap, ALLOW, 0, NULL},
     {"write_tmp", op_write_tmp, ALLOW, 0, NULL},
