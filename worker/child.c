@@ -30,6 +30,7 @@
 #include "embed/embed.h"
 #include "seccomp/confine.h"
 #include "common/ipc.h"
+#include "worker/singlefork.h"
 
 enum { FD_REQUEST = 0, FD_STDOUT = 1, FD_STDERR = 2, FD_RESULT = 3 };
 
@@ -214,7 +215,7 @@ int child_spawn(const struct child_params *p, struct child *c)
     }
 
     pid_t worker = getpid();
-    pid_t pid = fork();
+    pid_t pid = singlefork();
     if (pid < 0) {
         r = -errno;
         goto fail;

@@ -14,6 +14,7 @@
 #include "embed/embed.h"
 #include "common/ipc.h"
 #include "worker/reap.h"
+#include "worker/singlefork.h"
 #include "worker/tmpdir.h"
 #include "worker/worker.h"
 
@@ -84,7 +85,7 @@ _Noreturn void template_main(int ctl, const struct config *cfg)
             fprintf(stderr, "pyexecd: template: bad spawn request: %s\n", strerror(-r));
             template_exit(1);
         }
-        pid_t pid = fork();
+        pid_t pid = singlefork();
         if (pid == 0) {
             close(ctl);
             struct worker_args a = {.cfg = cfg,
