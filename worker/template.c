@@ -49,6 +49,12 @@ _Noreturn void template_main(int ctl, const struct config *cfg)
     pid_t acceptor = getppid();
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != acceptor)
         _exit(1);
+    /* Not dumpable, nor are the workers forked from us: their /proc entries
+     * (fd, maps, environ, mem) belong to root and need ptrace rights over
+     * them. On Linux the uid drop and Landlock close those already; gVisor,
+     * which has no Landlock and lets other uids read them, honours this. */
+    if (prctl(PR_SET_DUMPABLE, 0))
+        _exit(1);
     signal(SIGPIPE, SIG_IGN);
     /* Children of a worker that died come to us (not to PID 1, which in a
      * container may be pyexecd's acceptor, or nothing that reaps): SIGCHLD

@@ -212,6 +212,8 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
     const struct config *cfg = a->cfg;
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != a->template_pid)
         return -ESRCH;
+    if (prctl(PR_SET_DUMPABLE, 0)) /* inherited from the template; said again: see template.c */
+        return -errno;
     json_set_alloc_funcs(wiping_malloc, wiping_free);
 
     if (pipe2(w->sigchld, O_CLOEXEC | O_NONBLOCK))

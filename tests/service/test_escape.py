@@ -342,3 +342,33 @@ def test_own_process_calls_still_work(server):
     )
     status, data = server.execute(script)
     assert (status, data.get("result")) == (200, 42), data
+
+
+def test_service_processes_are_not_dumpable(make_server):
+    """The template and workers are not dumpable, so their /proc entries
+    (fd, maps, environ, mem) need ptrace rights over them even for a process
+    of the same uid: that is what shuts them where Landlock is missing and
+    the service runs as a normal user. Linux shows it as the entries' owner
+    (root for a process that is not dumpable; /proc/<pid> itself keeps it)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start pyexecd as another user")
+    s = make_server("--workers", "2", wrap=["setpriv", "--reuid=65000", "--regid=65000", "--clear-groups"])
+    tree = s.descendants()
+    template = [pid for pid, ppid, _ in tree if ppid == s.proc.pid]
+    assert len(template) == 1, tree
+    service = template + [pid for pid, ppid, _ in tree if ppid == template[0]]
+    assert len(service) == 3, tree  # the template and two workers
+    for pid in service:
+        assert os.stat(f"/proc/{pid}/maps").st_uid == 0, pid
+    status, data = s.execute(
+        "import os\ndef main():\n    out = []\n"
+        "    for f in ('maps', 'environ', 'fd'):\n"
+        "        try:\n"
+        "            p = f'/proc/{os.getppid()}/{f}'\n"
+        "            os.listdir(p) if f == 'fd' else open(p).read()\n"
+        "            out.append(f)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return out\n"
+    )
+    assert (status, data.get("result")) == (200, []), data
