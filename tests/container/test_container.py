@@ -87,6 +87,14 @@ def documented_degradation(name, sandbox):
         # No socket is made: glibc answers 'localhost' from /etc/hosts, which
         # is readable without Landlock. test_no_name_resolution checks DNS.
         return "getaddrinfo('localhost') reads /etc/hosts (world-readable without Landlock)"
+    if name in ("stat_proc_parent", "stat_proc_1") and "proc-hidepid" not in sandbox["namespaces"]:
+        # Landlock (or, without it, the uid) shuts the entries; that the pid
+        # exists, and its owner, show without a private /proc.
+        return "no private /proc (no mount namespace): stat shows other pids"
+    if name in ("list_parent_fds", "read_parent_maps") and RUNTIME == "runsc":
+        # gVisor shows them to every uid, dumpable or not (SECURITY.md,
+        # "gVisor and other processes' /proc entries").
+        return "gVisor: /proc/<pid>/fd and maps are readable by every uid"
     if name == "read_parent_environ" and RUNTIME == "runsc":
         # gVisor shows every /proc/<pid>/environ to every uid. The worker's
         # holds only LANG and PATH (pyexecd starts the template with those);
