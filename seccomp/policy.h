@@ -21,7 +21,7 @@ struct policy_prog {
 int policy_compile(struct policy_prog *prog);
 
 /* In the child: a private copy of prog with the placeholder replaced by
- * getpid() (kill/tgkill/tkill/prlimit64 limited to itself), loaded with
+ * getpid() (the calls that take a pid limited to itself), loaded with
  * seccomp(2). Anything not listed fails with EPERM; clone3 fails with ENOSYS
  * so libc falls back to clone; non-native architectures (i386 int 0x80, x32)
  * kill the process. Needs no_new_privs. Returns 0 or -errno; on error no user

@@ -112,12 +112,9 @@ static int use_ok_record(const char *rec, size_t len, size_t cap, struct reply *
     return 0;
 }
 
-/* What the harness writes is far smaller: error 2000 and traceback 64 Ki characters. */
-#define ERROR_RECORD_MAX (1u << 20)
-
 static int use_error_record(const char *rec, size_t len, struct reply *out, json_t *body)
 {
-    if (len > ERROR_RECORD_MAX)
+    if (len > REPLY_ERROR_MAX)
         return -1;
     json_t *obj = json_loadb(
         rec, len, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, NULL);

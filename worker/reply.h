@@ -8,6 +8,11 @@
 
 #include "worker/supervise.h"
 
+/* The most an error record may take (the harness writes far less: an error
+ * of 2000 and a traceback of 64 Ki characters); the result channel's cap is
+ * the result cap plus this. */
+#define REPLY_ERROR_MAX (1u << 20)
+
 struct reply_limits {
     uint32_t timeout_ms; /* this request's wall-clock limit */
     uint64_t cpu_ms;     /* its CPU limit */

@@ -122,7 +122,7 @@ static int serve(struct worker *w, char *frame, size_t len)
     struct supervise_params sp = {
         .timeout_ms = rq.timeout_ms,
         .output_cap = (size_t)w->cfg->output_kb << 10,
-        .result_cap = w->params.result_cap + (1u << 20), /* room for error text */
+        .result_cap = w->params.result_cap + REPLY_ERROR_MAX,
         .disk_cap = w->disk_cap,
         .cancel_fd = w->chan,
         .sigchld_fd = w->sigchld[0],
