@@ -3,7 +3,8 @@
 tests/container/run.sh starts the image under runc or runsc (gVisor) and runs
 this file with PYEXEC_URL (the server) and PYEXEC_RUNTIME (runc or runsc).
 The cases are the service tier's: every conformance case (tests/conformance), the escape probes
-(test_escape.py's tables), and each error type a script or client can cause.
+(test_escape.py's tables), the forged result frames (test_forge.py), and each
+error type a script or client can cause.
 What the sandbox degrades to is read from /health and asserted per runtime.
 """
 import os
@@ -16,6 +17,17 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../service"))
 from conftest import Client, check_case, load_cases  # noqa: E402
 from test_escape import ESCAPES, RAW, check_escape, check_raw_syscall, still_serving  # noqa: E402
+
+# Collected here too, against the container's server: a script's writes to the
+# result channel change nothing, and the argument rules leave its own calls.
+from test_escape import test_own_process_calls_still_work  # noqa: E402,F401
+from test_forge import (  # noqa: E402,F401
+    test_forged_result_over_the_cap,
+    test_forged_setup_failure_is_not_a_500,
+    test_forged_stats_are_not_believed,
+    test_no_200_after_a_forged_success,
+    test_script_exit_codes_are_never_a_service_fault,
+)
 
 URL = os.environ.get("PYEXEC_URL", "http://127.0.0.1:8080")
 RUNTIME = os.environ.get("PYEXEC_RUNTIME", "runc")
