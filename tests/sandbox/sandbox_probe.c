@@ -238,8 +238,8 @@ static int op_memfd_create(void)
     return fd < 0 ? errno : (close(fd), 0);
 }
 
-/* The other ABIs of an x86-64 kernel (x32, i386): x86-64 only, skipped
- * elsewhere (needs X86_64). */
+/* The other ABIs of an x86-64 kernel (x32, i386), and arch_prctl: x86-64
+ * only, skipped elsewhere (needs X86_64). */
 #if defined(__x86_64__)
 #define ON_X86_64 1
 /* getpid through the x32 ABI: nr | __X32_SYSCALL_BIT. Without x32 in the
@@ -257,6 +257,12 @@ static int op_int80(void)
     __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
     return ret < 0 ? (int)-ret : 0;
 }
+
+static int op_arch_prctl(void)
+{
+    unsigned long fs;
+    return syscall(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, &fs) < 0 ? errno : 0;
+}
 #else
 #define ON_X86_64 0
 static int op_x32(void)
@@ -265,6 +271,11 @@ static int op_x32(void)
 }
 
 static int op_int80(void)
+{
+    return ENOSYS;
+}
+
+static int op_arch_prctl(void)
 {
     return ENOSYS;
 }
@@ -691,12 +702,6 @@ static int op_sched_setaffinity(void)
     return sched_setaffinity(0, sizeof(set), &set) < 0 ? errno : 0;
 }
 
-static int op_arch_prctl(void)
-{
-    unsigned long fs;
-    return syscall(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, &fs) < 0 ? errno : 0;
-}
-
 static int op_seccomp(void)
 {
     uint32_t action = 0x7fff0000U; /* SECCOMP_RET_ALLOW */
@@ -800,7 +805,7 @@ struct op {
     enum expect expect;
     unsigned needs;        /* LANDLOCK: only Landlock denies it; ROOT: privdrop test;
                             * ROOT_UNCONFINED: only root can do it unconfined;
-                            * X86_64: an x86-64 kernel's other ABIs */
+                            * X86_64: an x86-64 kernel's other ABIs, arch_prctl */
     void (*prepare)(void); /* runs before the confinement */
 };
 
@@ -871,7 +876,7 @@ static const struct op ops[] = {
     {"vmsplice", op_vmsplice, DENY, 0, NULL},
     {"mlock", op_mlock, DENY, 0, NULL},
     {"sched_setaffinity", op_sched_setaffinity, DENY, 0, NULL},
-    {"arch_prctl", op_arch_prctl, DENY, 0, NULL},
+    {"arch_prctl", op_arch_prctl, DENY, X86_64, NULL},
     {"seccomp", op_seccomp, DENY, 0, NULL},
     {"landlock", op_landlock, DENY, 0, NULL},
     {"mknod", op_mknod, DENY, 0, NULL},
