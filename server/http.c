@@ -93,6 +93,7 @@ struct http_server {
     bool listener_open;
     uint64_t id_seed;
     uint64_t id_counter;
+    char instance_header[128]; /* "X-Pyexec-Instance: ID\r\n", or "" */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -339,11 +340,12 @@ static int write_answer(struct http_conn *c, int status, const char *content_typ
 {
     const char *connection = c->keep_alive && !c->server->stopping ? "keep-alive" : "close";
     char *head;
-    int head_len = asprintf(&head,
-                            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
-                            "Content-Length: %zu\r\nX-Request-Id: %s\r\nConnection: %s\r\n%s\r\n",
-                            status, http_status_text(status), content_type, body_len,
-                            c->req.request_id, connection, extra_headers ? extra_headers : "");
+    int head_len =
+        asprintf(&head,
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+                 "Content-Length: %zu\r\nX-Request-Id: %s\r\n%sConnection: %s\r\n%s\r\n",
+                 status, http_status_text(status), content_type, body_len, c->req.request_id,
+                 c->server->instance_header, connection, extra_headers ? extra_headers : "");
     if (head_len < 0)
         return -ENOMEM;
     struct write_job *job = malloc(sizeof(*job) + (size_t)head_len + body_len);
@@ -827,6 +829,9 @@ int http_server_start(uv_loop_t *loop, const char *host, int port,
     s->settings.on_body = on_body;
     s->settings.on_message_complete = on_message_complete;
     uv_random(NULL, NULL, &s->id_seed, sizeof(s->id_seed), 0, NULL);
+    if (opts->instance && opts->instance[0])
+        snprintf(s->instance_header, sizeof(s->instance_header), "X-Pyexec-Instance: %.96s\r\n",
+                 opts->instance);
 
     rc = uv_tcp_init(loop, &s->listener);
     if (rc < 0) {

@@ -27,6 +27,7 @@ struct http_server_opts {
     size_t max_body_bytes;    /* over it: 413 (before reading when Content-Length says so) */
     uint64_t idle_timeout_ms; /* idle keep-alive, or a request trickling in: close */
     unsigned max_connections; /* beyond it new connections are closed at once */
+    const char *instance;     /* X-Pyexec-Instance of every answer (token bytes), or NULL */
     /* A complete request. The callee must answer it exactly once with
      * http_respond (now or later); the connection reads no further request
      * until then. req stays valid until the answer or on_abort. */
@@ -54,7 +55,7 @@ unsigned http_server_connections(const struct http_server *s);
 
 /* Answer the connection's current request with a JSON body. extra_headers is
  * "" or complete "Name: value\r\n" lines. Sets Content-Type, Content-Length,
- * Connection and X-Request-Id. The body is copied: the caller keeps ownership
+ * Connection, X-Request-Id and X-Pyexec-Instance. The body is copied: the caller keeps ownership
  * and may free it on return. req (from on_request) is invalid after the call.
  * Returns 0, or -EINVAL when c has no request awaiting an answer, or another
  * -errno when the write failed: then the connection is closed at once and

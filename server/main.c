@@ -114,6 +114,7 @@ static int serve(struct server *srv)
         .max_body_bytes = (size_t)srv->cfg.body_kb << 10,
         .idle_timeout_ms = srv->cfg.idle_timeout_ms,
         .max_connections = srv->cfg.max_connections,
+        .instance = srv->instance,
         .on_request = routes_on_request,
         .on_abort = routes_on_abort,
         .data = srv,
@@ -140,6 +141,21 @@ static int serve(struct server *srv)
     return srv->exit_code;
 }
 
+/* Which process answers: a load test counts the instances it reached. Random
+ * per start, after Cloud Run's revision name when K_REVISION is set (read
+ * before the environment is scrubbed; only token bytes kept). */
+static void make_instance_id(char *out, size_t size)
+{
+    uint64_t id = 0;
+    uv_random(NULL, NULL, &id, sizeof(id), 0, NULL);
+    const char *rev = getenv("K_REVISION");
+    size_t len = rev ? strspn(rev, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789-._")
+                     : 0;
+    snprintf(out, size, "%.*s%s%016llx", (int)(len > 63 ? 63 : len), len ? rev : "", len ? "/" : "",
+             (unsigned long long)id);
+}
+
 int main(int argc, char **argv)
 {
     struct server srv = {.loop = uv_default_loop()};
@@ -159,6 +175,7 @@ int main(int argc, char **argv)
     int r = config_load(&srv.cfg, argc, argv, stdout, stderr);
     if (r)
         return r > 0 ? 0 : 2;
+    make_instance_id(srv.instance, sizeof(srv.instance));
     /* The service's environment may hold credentials, and some sandboxes
      * (gVisor) show /proc/<pid>/environ to every uid. */
     env_scrub();

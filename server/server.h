@@ -21,6 +21,7 @@ struct server {
     bool selftest_passed; /* /health is 200 only after it */
     char exe[4096];
     int exit_code;
+    char instance[96]; /* X-Pyexec-Instance: [K_REVISION/]random, one per process start */
 };
 
 #endif
