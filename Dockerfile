@@ -4,12 +4,14 @@
 # build tree). Verified under runc and gVisor by tests/container/run.sh.
 
 FROM debian:bookworm-slim AS build
-# The build packages of .ci/install-deps (cmocka only because configuring the
-# tree registers the unit tests; nothing here runs them).
+# The build packages of .ci/install-deps (cmocka and libssl-dev only because
+# configuring the tree registers the unit tests and pyexec-bench; nothing here
+# builds or runs them).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc libc6-dev make cmake pkg-config \
-      libuv1-dev libhttp-parser-dev libjansson-dev libseccomp-dev libcmocka-dev python3-dev \
+      libuv1-dev libhttp-parser-dev libjansson-dev libseccomp-dev libcmocka-dev libssl-dev \
+      python3-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -7,36 +7,52 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define NS_PER_S 1000000000ULL
 
 void options_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: pyexec-bench [options] URL\n"
-            "\n"
-            "Load-test a pyexec server: POST /execute over N keep-alive HTTP/1.1\n"
-            "connections (plain http only), then report throughput and latency.\n"
-            "URL is http://HOST[:PORT][/PATH] (default port 80, path /execute).\n"
-            "\n"
-            "  -c, --connections N  concurrent connections (default 8)\n"
-            "  -d, --duration T     measure for T (default 10s); T like 500ms, 10s, 2m\n"
-            "  -n, --requests N     measure exactly N requests instead of a duration\n"
-            "  -w, --warmup T       run unmeasured for T first (default 2s; 0 for none)\n"
-            "  -R, --rate R         open loop: R requests/s across all connections, latency\n"
-            "                       counted from each request's intended send time\n"
-            "                       (default: closed loop, next request on each answer)\n"
-            "  -W, --workload NAME  built-in script: %s (default trivial)\n"
-            "  -b, --body FILE      send FILE as the JSON request body instead\n"
-            "  -t, --timeout T      a request unanswered after T is an error (default 30s)\n"
-            "      --json           print one JSON object instead of the text report\n"
-            "      --print-body     print the request body that would be sent, and exit\n"
-            "  -h, --help           this help\n"
-            "\n"
-            "Non-2xx answers and connection errors are counted, never fatal.\n"
-            "Exit status: 0 run completed, 1 could not run (e.g. host not found),\n"
-            "2 bad arguments.\n",
-            workload_names());
+    fprintf(
+        out,
+        "usage: pyexec-bench [options] URL\n"
+        "\n"
+        "Load-test a pyexec server: POST /execute over N keep-alive HTTP/1.1\n"
+        "connections, plain or TLS, then report throughput and latency.\n"
+        "URL is http[s]://HOST[:PORT][/PATH] (default port 80 or 443, path /execute).\n"
+        "\n"
+        "  -c, --connections N  concurrent connections (default 8)\n"
+        "  -d, --duration T     measure for T (default 10s); T like 500ms, 10s, 2m\n"
+        "  -n, --requests N     measure exactly N requests instead of a duration\n"
+        "  -w, --warmup T       run unmeasured for T first (default 2s; 0 for none)\n"
+        "  -R, --rate R         open loop: R requests/s across all connections, latency\n"
+        "                       counted from each request's intended send time\n"
+        "                       (default: closed loop, next request on each answer)\n"
+        "  -R START:END         open loop ramping linearly from START to END requests/s\n"
+        "                       over --duration (warm-up runs at START)\n"
+        "  -W, --workload NAME  built-in script: %s (default trivial)\n"
+        "  -b, --body FILE      send FILE as the JSON request body instead\n"
+        "  -t, --timeout T      a request unanswered after T is an error (default 30s)\n"
+        "  -H, --header 'N: V'  send this header with every request (repeatable), e.g.\n"
+        "                       -H \"Authorization: Bearer $(gcloud auth print-identity-token)\"\n"
+        "                       'N:' with no value leaves out a header the tool would send\n"
+        "      --cacert FILE    https: trust the CA certificates in FILE (PEM) instead of\n"
+        "                       the system store\n"
+        "  -k, --insecure       https: do not verify the certificate or host name\n"
+        "      --series FILE    write one CSV row per second of the window to FILE\n"
+        "                       (bench/plot turns it into a chart)\n"
+        "      --metrics PATH   the server's Prometheus path (default: /metrics next to\n"
+        "                       the URL's path), scraped before and after the window\n"
+        "      --no-metrics     do not scrape the server's metrics\n"
+        "      --json           print one JSON object instead of the text report\n"
+        "      --print-body     print the request body that would be sent, and exit\n"
+        "  -h, --help           this help\n"
+        "\n"
+        "Non-2xx answers and connection errors are counted, never fatal. A TLS\n"
+        "certificate that fails verification stops the run at once.\n"
+        "Exit status: 0 run completed, 1 could not run (e.g. host not found,\n"
+        "certificate refused), 2 bad arguments.\n",
+        workload_names());
 }
 
 int options_parse_duration(const char *text, uint64_t *ns)
@@ -78,14 +94,14 @@ static int copy_bounded(char *dst, size_t size, const char *src, size_t len)
 int options_parse_url(struct options *opts, const char *url, const char **why)
 {
     const char *rest = url;
+    opts->tls = 0;
     if (strncmp(url, "https://", 8) == 0) {
-        *why = "https is not supported (plain http only; no TLS)";
-        return -EINVAL;
-    }
-    if (strncmp(url, "http://", 7) == 0)
+        opts->tls = 1;
+        rest = url + 8;
+    } else if (strncmp(url, "http://", 7) == 0) {
         rest = url + 7;
-    else if (strstr(url, "://")) {
-        *why = "only http:// URLs are supported";
+    } else if (strstr(url, "://")) {
+        *why = "only http:// and https:// URLs are supported";
         return -EINVAL;
     }
 
@@ -127,7 +143,7 @@ int options_parse_url(struct options *opts, const char *url, const char **why)
             goto bad_port;
         snprintf(opts->port, sizeof(opts->port), "%ld", number);
     } else {
-        snprintf(opts->port, sizeof(opts->port), "80");
+        snprintf(opts->port, sizeof(opts->port), opts->tls ? "443" : "80");
     }
 
     const char *path = slash ? slash : "/execute";
@@ -145,6 +161,77 @@ bad_port:
     return -EINVAL;
 }
 
+int options_check_header(const char *line, const char **why)
+{
+    /* Framing is the tool's job: a body length or an interim answer it did
+     * not ask for would break every request on the connection. */
+    static const char *const framed[] = {"Content-Length", "Transfer-Encoding", "Expect"};
+    size_t name_len = strspn(line, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789!#$%&'*+-.^_`|~");
+    if (name_len == 0 || line[name_len] != ':') {
+        *why = "expected 'Name: value'";
+        return -EINVAL;
+    }
+    if (strpbrk(line, "\r\n")) {
+        *why = "line breaks are not allowed in a header";
+        return -EINVAL;
+    }
+    if (strlen(line) >= OPTIONS_HEADER_MAX) {
+        *why = "header too long";
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < sizeof(framed) / sizeof(framed[0]); i++) {
+        if (strlen(framed[i]) == name_len && strncasecmp(line, framed[i], name_len) == 0) {
+            *why = "pyexec-bench sets this header itself";
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+int options_has_header(const struct options *opts, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 0; i < opts->header_count; i++)
+        if (strncasecmp(opts->headers[i], name, len) == 0 && opts->headers[i][len] == ':')
+            return 1;
+    return 0;
+}
+
+/* -R R or -R START:END. */
+static int parse_rate(struct options *opts, const char *text)
+{
+    char *end = NULL;
+    errno = 0;
+    double start = strtod(text, &end), stop;
+    if (end == text || errno || !isfinite(start) || start < 0 || start > 1e7)
+        return -EINVAL;
+    if (*end == '\0') {
+        stop = start;
+    } else if (*end == ':') {
+        const char *second = end + 1;
+        stop = strtod(second, &end);
+        if (end == second || *end || errno || !isfinite(stop) || stop < 0 || stop > 1e7)
+            return -EINVAL;
+    } else {
+        return -EINVAL;
+    }
+    if (start == 0 && stop == 0) /* a ramp may start or end at 0, not both */
+        return -EINVAL;
+    opts->rate = start;
+    opts->rate_end = stop;
+    return 0;
+}
+
+/* /metrics beside the URL's path: /execute -> /metrics, /api/execute -> /api/metrics. */
+static void default_metrics_path(struct options *opts)
+{
+    size_t dir = strcspn(opts->path, "?#");
+    while (dir > 0 && opts->path[dir - 1] != '/')
+        dir--;
+    snprintf(opts->metrics_path, sizeof(opts->metrics_path), "%.*smetrics", (int)dir, opts->path);
+}
+
 static int parse_count(const char *text, uint64_t min, uint64_t max, uint64_t *out)
 {
     char *end = NULL;
@@ -156,7 +243,7 @@ static int parse_count(const char *text, uint64_t min, uint64_t max, uint64_t *o
     return 0;
 }
 
-enum { OPT_JSON = 256, OPT_PRINT_BODY };
+enum { OPT_JSON = 256, OPT_PRINT_BODY, OPT_CACERT, OPT_SERIES, OPT_METRICS, OPT_NO_METRICS };
 
 int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *err)
 {
@@ -171,6 +258,12 @@ int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *
         {"timeout", required_argument, NULL, 't'},
         {"json", no_argument, NULL, OPT_JSON},
         {"print-body", no_argument, NULL, OPT_PRINT_BODY},
+        {"header", required_argument, NULL, 'H'},
+        {"cacert", required_argument, NULL, OPT_CACERT},
+        {"insecure", no_argument, NULL, 'k'},
+        {"series", required_argument, NULL, OPT_SERIES},
+        {"metrics", required_argument, NULL, OPT_METRICS},
+        {"no-metrics", no_argument, NULL, OPT_NO_METRICS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -183,11 +276,12 @@ int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *
     opts->duration_ns = 10 * NS_PER_S;
     opts->warmup_ns = 2 * NS_PER_S;
     opts->timeout_ns = 30 * NS_PER_S;
+    opts->metrics = 1;
 
     opterr = 0; /* we word the messages ourselves */
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:d:n:w:R:W:b:t:h", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:d:n:w:R:W:b:t:H:kh", long_options, NULL)) != -1) {
         switch (c) {
         case 'c':
             if (parse_count(optarg, 1, 10000, &number) < 0) {
@@ -226,17 +320,45 @@ int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *
                 return -EINVAL;
             }
             break;
-        case 'R': {
-            char *end = NULL;
-            errno = 0;
-            opts->rate = strtod(optarg, &end);
-            if (end == optarg || *end || errno || !isfinite(opts->rate) || opts->rate <= 0 ||
-                opts->rate > 1e7) {
-                fprintf(err, "pyexec-bench: --rate must be requests/s > 0, got '%s'\n", optarg);
+        case 'R':
+            if (parse_rate(opts, optarg) < 0) {
+                fprintf(err, "pyexec-bench: --rate must be requests/s > 0 or START:END, got '%s'\n",
+                        optarg);
                 return -EINVAL;
             }
             break;
-        }
+        case 'H':
+            if (options_check_header(optarg, &why) < 0) {
+                fprintf(err, "pyexec-bench: bad --header '%s': %s\n", optarg, why);
+                return -EINVAL;
+            }
+            if (opts->header_count == OPTIONS_HEADERS_MAX) {
+                fprintf(err, "pyexec-bench: at most %d --header options\n", OPTIONS_HEADERS_MAX);
+                return -EINVAL;
+            }
+            opts->headers[opts->header_count++] = optarg;
+            break;
+        case OPT_CACERT:
+            opts->cacert = optarg;
+            break;
+        case 'k':
+            opts->insecure = 1;
+            break;
+        case OPT_SERIES:
+            opts->series = optarg;
+            break;
+        case OPT_METRICS:
+            if (optarg[0] != '/' || strlen(optarg) >= sizeof(opts->metrics_path) ||
+                strpbrk(optarg, " \r\n")) {
+                fprintf(err, "pyexec-bench: --metrics must be a path like /metrics, got '%s'\n",
+                        optarg);
+                return -EINVAL;
+            }
+            snprintf(opts->metrics_path, sizeof(opts->metrics_path), "%s", optarg);
+            break;
+        case OPT_NO_METRICS:
+            opts->metrics = 0;
+            break;
         case 'W':
             if (!workload_body(optarg)) {
                 fprintf(err, "pyexec-bench: unknown workload '%s' (known: %s)\n", optarg,
@@ -288,6 +410,20 @@ int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *
         fprintf(err, "pyexec-bench: give --duration or --requests, not both\n");
         return -EINVAL;
     }
+    if (options_ramp(opts) && opts->requests) {
+        fprintf(err, "pyexec-bench: a ramp (-R START:END) runs for --duration, not --requests\n");
+        return -EINVAL;
+    }
+    if ((opts->cacert || opts->insecure) && !opts->tls) {
+        fprintf(err, "pyexec-bench: --cacert and --insecure need an https:// URL\n");
+        return -EINVAL;
+    }
+    if (opts->cacert && opts->insecure) {
+        fprintf(err, "pyexec-bench: give --cacert or --insecure, not both\n");
+        return -EINVAL;
+    }
+    if (!opts->metrics_path[0])
+        default_metrics_path(opts);
     if (opts->requests)
         opts->duration_ns = 0;
     return 0;

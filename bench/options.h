@@ -8,10 +8,13 @@
 #include <stdio.h>
 #include <stddef.h>
 
-#define OPTIONS_HOST_MAX 256
-#define OPTIONS_PATH_MAX 1024
+#define OPTIONS_HOST_MAX    256
+#define OPTIONS_PATH_MAX    1024
+#define OPTIONS_HEADERS_MAX 32
+#define OPTIONS_HEADER_MAX  8192 /* one "Name: value" line; an identity token is ~1 KiB */
 
 struct options {
+    int tls;                     /* https:// */
     char host[OPTIONS_HOST_MAX]; /* name or address, without IPv6 brackets */
     char port[8];                /* decimal, for uv_getaddrinfo */
     char path[OPTIONS_PATH_MAX]; /* request target, e.g. /execute */
@@ -21,10 +24,18 @@ struct options {
     uint64_t warmup_ns;
     uint64_t timeout_ns;  /* per request; past it the request is an error */
     double rate;          /* open-loop requests/s across all connections; 0 = closed loop */
+    double rate_end;      /* -R START:END: the rate at the end of the window; else = rate */
     const char *workload; /* built-in name, or NULL with body_file */
     const char *body_file;
     int json;
     int print_body; /* print the request body and exit (for other tools, e.g. wrk) */
+    const char *headers[OPTIONS_HEADERS_MAX]; /* -H lines as given, "Name: value" */
+    int header_count;
+    const char *cacert; /* --cacert: trust this PEM file instead of the system store */
+    int insecure;       /* -k: no certificate or host name check */
+    const char *series; /* --series: per-second CSV */
+    int metrics;        /* scrape the server's /metrics before and after (default on) */
+    char metrics_path[OPTIONS_PATH_MAX];
 };
 
 /* Fill opts from argv. Returns 0 to run (or to print the body, without a URL),
@@ -32,7 +43,14 @@ struct options {
  * -EINVAL after writing one clear line to err. */
 int options_parse(struct options *opts, int argc, char **argv, FILE *out, FILE *err);
 
-/* Split an http:// URL (or host[:port][/path]) into opts. Returns 0 or -EINVAL
+/* Check one -H argument: "Name: value" with a token name, no CR/LF, not a
+ * header pyexec-bench frames itself. Returns 0 or -EINVAL with a reason. */
+int options_check_header(const char *line, const char **why);
+
+/* Whether opts has a -H for header `name` (case-insensitive). */
+int options_has_header(const struct options *opts, const char *name);
+
+/* Split an http:// or https:// URL (or host[:port][/path]) into opts. Returns 0 or -EINVAL
  * with a reason in *why. */
 int options_parse_url(struct options *opts, const char *url, const char **why);
 
@@ -40,5 +58,16 @@ int options_parse_url(struct options *opts, const char *url, const char **why);
 int options_parse_duration(const char *text, uint64_t *ns);
 
 void options_usage(FILE *out);
+
+/* Open loop (-R): a constant rate, or a ramp when rate != rate_end. */
+static inline int options_open_loop(const struct options *o)
+{
+    return o->rate > 0 || o->rate_end > 0;
+}
+
+static inline int options_ramp(const struct options *o)
+{
+    return o->rate != o->rate_end;
+}
 
 #endif

@@ -26,6 +26,7 @@ class Server:
     def __init__(self, argv, pattern=r"listening on ([\d.]+):(\d+)", stream="stdout", env=None):
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=env)
+        self.stdout = self.proc.stdout
         source = self.proc.stdout if stream == "stdout" else self.proc.stderr
         for _ in range(200):  # bounded: the announcement comes within a few lines
             line = source.readline()
@@ -33,7 +34,8 @@ class Server:
                 raise RuntimeError(f"{argv[0]} exited: {self.proc.stderr.read()}")
             match = re.search(pattern, line)
             if match:
-                self.url = f"http://{match.group(1)}:{match.group(2)}/execute"
+                self.host, self.port = match.group(1), int(match.group(2))
+                self.url = f"http://{self.host}:{self.port}/execute"
                 return
         raise RuntimeError(f"{argv[0]} never announced its port")
 
