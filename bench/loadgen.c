@@ -323,7 +323,7 @@ static int deliver(struct conn *c, const char *data, size_t len)
     return keep ? 0 : -1;
 }
 
-static void on_tls_written(uv_write_t *req, int status);
+static void on_write(uv_write_t *req, int status);
 
 /* https: send what OpenSSL has queued for the network. */
 static int tls_flush(struct conn *c)
@@ -341,7 +341,7 @@ static int tls_flush(struct conn *c)
     }
     req->data = c;
     uv_buf_t buf = uv_buf_init(bytes, (unsigned)len);
-    int err = uv_write(req, (uv_stream_t *)&c->tcp, &buf, 1, on_tls_written);
+    int err = uv_write(req, (uv_stream_t *)&c->tcp, &buf, 1, on_write); /* frees the bytes too */
     if (err < 0)
         free(req);
     return err;
@@ -441,11 +441,6 @@ static void on_write(uv_write_t *req, int status)
         fail_request(c, OUT_IO);
 }
 
-static void on_tls_written(uv_write_t *req, int status)
-{
-    on_write(req, status); /* the bytes were in the same block */
-}
-
 static void on_timeout(uv_timer_t *timer)
 {
     fail_request(timer->data, OUT_TIMEOUT);
@@ -507,7 +502,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     c->state = CONN_OPEN;
     if (c->busy) {
-        if (!open_loop(lg) && c->opened > 1) /* closed loop: latency from the write */
+        if (!open_loop(lg)) /* closed loop: latency from the write, connect not in it */
             c->start_ns = now;
         send_request(c);
     }
