@@ -23,7 +23,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 
 class Front(ThreadingHTTPServer):
     daemon_threads = True
-
+    request_queue_size = 128  # a run opens its connections at once
     def handle_error(self, request, client_address):
         pass  # refused handshakes and clients leaving mid-answer are expected
 
