@@ -57,9 +57,10 @@ static void text_connections(FILE *out, const struct options *opts, const struct
     print_times(out, &r->connect);
     /* Closed loop times a request from its write; open loop from when it was
      * due, so a wait for a connection is part of what the caller saw. */
-    fprintf(out, "\n               connecting%s is %s request latency\n",
-            opts->tls ? " and handshakes" : "",
-            options_open_loop(opts) ? "inside (open loop: from the intended send)" : "not in");
+    fprintf(out, "\n               connect%s times are %s\n", opts->tls ? " and handshake" : "",
+            options_open_loop(opts)
+                ? "inside request latency (open loop: it counts from the intended send)"
+                : "not part of request latency");
     if (!opts->tls)
         return;
     fprintf(out, "  tls          %s %s, certificate %s%s\n",
@@ -107,7 +108,7 @@ static void text_server(FILE *out, const struct options *opts, const struct load
             if (isinf(pcts[k]))
                 fprintf(out, " %10s", "+Inf");
             else
-                fprintf(out, " %10.3g", pcts[k]);
+                fprintf(out, " %10g", pcts[k]);
         }
         fprintf(out, "\n");
     }
