@@ -1,4 +1,4 @@
-/* pyexec-bench: load-test a pyexec server over plain HTTP and report
+/* pyexec-bench: load-test a pyexec server over HTTP or HTTPS and report
  * throughput, latency percentiles and answers by status and error type.
  * Its own process; see options.c for the command line. */
 #include "bench/loadgen.h"
@@ -7,6 +7,7 @@
 #include "bench/workloads.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 int main(int argc, char **argv)
 {
     struct options opts;
+    /* A server closing while we write is an error to count, not our end. */
+    signal(SIGPIPE, SIG_IGN);
     int rc = options_parse(&opts, argc, argv, stdout, stderr);
     if (rc == 1)
         return 0;

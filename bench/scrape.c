@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
+#include <poll.h>
+#include <time.h>
 #include <unistd.h>
 
-#define SCRAPE_TIMEOUT_S 5
-#define SCRAPE_BODY_MAX  (8 * 1024 * 1024) /* pyexecd's whole page is a few KiB */
+#define SCRAPE_DEADLINE_MS                                                                         \
+    10000 /* connect to last byte: a trickling server cannot hold the report */
+#define SCRAPE_BODY_MAX (8 * 1024 * 1024) /* pyexecd's whole page is a few KiB */
 
 /* The one list of stages: what the report calls them and the metric behind each. */
 static const struct {
@@ -157,52 +159,141 @@ static int on_complete(http_parser *p)
     return 0;
 }
 
-/* Send all of buf over the socket or the TLS session. */
-static int send_all(int fd, SSL *ssl, const char *buf, size_t len)
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Wait until fd is ready for events, or the deadline: 0 or -ETIMEDOUT. */
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, (int)(deadline - now));
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+/* What an OpenSSL call that returned rc wants before it can go on: POLLIN,
+ * POLLOUT, or 0 when it failed for good. */
+static short ssl_wants(SSL *ssl, int rc)
+{
+    int e = SSL_get_error(ssl, rc);
+    return e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+}
+
+/* Send all of buf (over TLS when ssl) by the deadline. 0 or -errno. */
+static int send_all(int fd, SSL *ssl, const char *buf, size_t len, uint64_t deadline)
 {
     while (len > 0) {
-        ssize_t n;
+        size_t n = 0;
+        short want = POLLOUT;
         if (ssl) {
-            size_t w = 0;
-            n = SSL_write_ex(ssl, buf, len, &w) == 1 ? (ssize_t)w : -1;
+            ERR_clear_error();
+            int rc = SSL_write_ex(ssl, buf, len, &n);
+            if (rc != 1 && !(want = ssl_wants(ssl, rc)))
+                return -EIO;
         } else {
-            n = write(fd, buf, len);
+            ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+            if (w < 0 && errno != EAGAIN && errno != EINTR)
+                return -errno;
+            n = w > 0 ? (size_t)w : 0;
         }
-        if (n <= 0)
-            return -EIO;
         buf += n;
-        len -= (size_t)n;
+        len -= n;
+        if (n == 0 && wait_fd(fd, want, deadline) < 0)
+            return -ETIMEDOUT;
     }
     return 0;
+}
+
+/* Read some bytes by the deadline: > 0, 0 at the end of the stream, -errno. */
+static ssize_t recv_some(int fd, SSL *ssl, char *buf, size_t size, uint64_t deadline)
+{
+    for (;;) {
+        short want = POLLIN;
+        if (ssl) {
+            size_t n = 0;
+            ERR_clear_error();
+            int rc = SSL_read_ex(ssl, buf, size, &n);
+            if (rc == 1)
+                return (ssize_t)n;
+            int e = SSL_get_error(ssl, rc);
+            if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !ERR_peek_error()))
+                return 0; /* close_notify, or a close without one: the body may end there */
+            if (!(want = ssl_wants(ssl, rc)))
+                return -EIO;
+        } else {
+            ssize_t n = recv(fd, buf, size, 0);
+            if (n >= 0)
+                return n;
+            if (errno != EAGAIN && errno != EINTR)
+                return -errno;
+        }
+        if (wait_fd(fd, want, deadline) < 0)
+            return -ETIMEDOUT;
+    }
+}
+
+/* Connect the non-blocking fd by the deadline: 0 or -errno. */
+static int connect_by(int fd, const struct sockaddr *addr, socklen_t addr_len, uint64_t deadline)
+{
+    if (connect(fd, addr, addr_len) == 0)
+        return 0;
+    if (errno != EINPROGRESS)
+        return -errno;
+    if (wait_fd(fd, POLLOUT, deadline) < 0)
+        return -ETIMEDOUT;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    return -err;
 }
 
 void scrape_fetch(const struct options *opts, SSL_CTX *ctx, const struct sockaddr *addr,
                   socklen_t addr_len, struct scrape *out)
 {
     memset(out, 0, sizeof(*out));
+    uint64_t deadline = now_ms() + SCRAPE_DEADLINE_MS;
     SSL *ssl = NULL;
     char *request = NULL;
     size_t request_len;
     struct body body = {0};
     http_parser parser;
     http_parser_settings settings;
-    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         snprintf(out->why, sizeof(out->why), "socket: %s", strerror(errno));
         return;
     }
-    struct timeval tv = {.tv_sec = SCRAPE_TIMEOUT_S};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* bounds connect() too */
-    if (connect(fd, addr, addr_len) < 0) {
-        snprintf(out->why, sizeof(out->why), "cannot connect: %s", strerror(errno));
+    int err = connect_by(fd, addr, addr_len, deadline);
+    if (err < 0) {
+        snprintf(out->why, sizeof(out->why), "cannot connect: %s", strerror(-err));
         goto done;
     }
     if (ctx) {
         ssl = tls_new_ssl(ctx, opts);
-        if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_connect(ssl) != 1) {
+        if (!ssl || SSL_set_fd(ssl, fd) != 1)
+            err = -ENOMEM;
+        while (!err) {
+            ERR_clear_error();
+            int rc = SSL_connect(ssl);
+            if (rc == 1)
+                break;
+            short want = ssl_wants(ssl, rc);
+            err = !want ? -EPROTO : wait_fd(fd, want, deadline);
+        }
+        if (err < 0) {
             unsigned long e = ERR_peek_last_error();
-            char reason[128] = "handshake failed";
+            char reason[128] = "handshake timed out";
             if (e)
                 ERR_error_string_n(e, reason, sizeof(reason));
             snprintf(out->why, sizeof(out->why), "TLS: %s", reason);
@@ -212,8 +303,9 @@ void scrape_fetch(const struct options *opts, SSL_CTX *ctx, const struct sockadd
     }
     if (request_build(opts, "GET", opts->metrics_path, NULL, 0,
                       "Accept: text/plain\r\nConnection: close\r\n", &request, &request_len) < 0 ||
-        send_all(fd, ssl, request, request_len) < 0) {
-        snprintf(out->why, sizeof(out->why), "cannot send the request");
+        (err = send_all(fd, ssl, request, request_len, deadline)) < 0) {
+        snprintf(out->why, sizeof(out->why), "cannot send the request: %s",
+                 strerror(err < 0 ? -err : ENOMEM));
         goto done;
     }
 
@@ -223,23 +315,23 @@ void scrape_fetch(const struct options *opts, SSL_CTX *ctx, const struct sockadd
     settings.on_message_complete = on_complete;
     parser.data = &body;
     char buf[16384];
-    for (;;) {
-        ssize_t n = ssl ? SSL_read(ssl, buf, sizeof(buf)) : read(fd, buf, sizeof(buf));
-        if (n <= 0) {
-            http_parser_execute(&parser, &settings, NULL, 0); /* end of a close-delimited body */
-            break;
-        }
+    ssize_t n;
+    while ((n = recv_some(fd, ssl, buf, sizeof(buf), deadline)) > 0) {
         http_parser_execute(&parser, &settings, buf, (size_t)n);
         if (HTTP_PARSER_ERRNO(&parser) != HPE_OK)
             break;
     }
+    if (n == 0)
+        http_parser_execute(&parser, &settings, NULL, 0); /* end of a close-delimited body */
     ERR_clear_error();
-    if (HTTP_PARSER_ERRNO(&parser) != HPE_PAUSED && HTTP_PARSER_ERRNO(&parser) != HPE_OK) {
+    if (HTTP_PARSER_ERRNO(&parser) != HPE_PAUSED && n == -ETIMEDOUT) {
+        snprintf(out->why, sizeof(out->why), "no complete answer within %d s",
+                 SCRAPE_DEADLINE_MS / 1000);
+    } else if (HTTP_PARSER_ERRNO(&parser) != HPE_PAUSED && HTTP_PARSER_ERRNO(&parser) != HPE_OK) {
         snprintf(out->why, sizeof(out->why), "%s",
                  body.too_big ? "answer too large" : "no complete HTTP answer");
     } else if (parser.status_code == 0) {
-        snprintf(out->why, sizeof(out->why), "no answer (%s)",
-                 errno == EAGAIN ? "timed out" : "connection closed");
+        snprintf(out->why, sizeof(out->why), "no answer (connection closed)");
     } else if (parser.status_code != 200) {
         snprintf(out->why, sizeof(out->why), "GET %.100s answered HTTP %u", opts->metrics_path,
                  parser.status_code);

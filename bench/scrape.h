@@ -42,7 +42,7 @@ struct scrape_stage {
 };
 
 /* GET opts->metrics_path from the server at addr (ctx NULL for plain HTTP).
- * Blocking, bounded by a 5 s timeout per step; thread-safe. Fills *out; never
+ * Blocking, at most 10 s from connect to the last byte; thread-safe. Fills *out; never
  * fails the run (out->ok = 0 and out->why say what went wrong). */
 void scrape_fetch(const struct options *opts, SSL_CTX *ctx, const struct sockaddr *addr,
                   socklen_t addr_len, struct scrape *out);

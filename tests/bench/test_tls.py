@@ -233,6 +233,17 @@ def test_metrics_unreachable_port_is_skipped(tmp_path):
     assert "cannot connect" in out["server"]["skipped"]
 
 
+def test_metrics_that_never_answer_are_skipped_in_bounded_time():
+    # Connections complete in the kernel's backlog; nothing ever answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/execute"
+        out = bench_json("-n", "2", "-c", "2", "-w", "0", "-t", "300ms", url)
+    assert out["errors"]["timeout"] == 2
+    assert "no complete answer within 10 s" in out["server"]["skipped"]
+
+
 def test_two_instances_behind_round_robin_are_counted(pki, pyexecd):
     second = Pyexecd()
     server = front([pyexecd.port, second.port], pki["good"])
