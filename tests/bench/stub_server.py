@@ -3,6 +3,8 @@
 POST /execute answers 200 {"result": {"ok": true}, ...}; a script containing
 "raise" answers 400 {"type": "exception"}; one containing "hang" is never
 answered (until the client goes away). --close answers with Connection: close.
+--instance-per-answer names a new X-Pyexec-Instance in every answer (a
+hostile or very scaled-out server).
 Binds 127.0.0.1 on a free port and prints "listening on 127.0.0.1:PORT".
 """
 import argparse
@@ -15,6 +17,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
     close_each = False
+    instance_per_answer = False
+    answers = 0
 
     def log_message(self, *args):
         pass
@@ -24,6 +28,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if self.instance_per_answer:
+            Handler.answers += 1  # racy across threads; distinct enough for the test
+            self.send_header("X-Pyexec-Instance", f"instance-{Handler.answers:06d}-" + "x" * 200)
         if self.close_each:
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -54,8 +61,10 @@ class QuietServer(ThreadingHTTPServer):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--close", action="store_true")
+    parser.add_argument("--instance-per-answer", action="store_true")
     args = parser.parse_args()
     Handler.close_each = args.close
+    Handler.instance_per_answer = args.instance_per_answer
     server = QuietServer(("127.0.0.1", 0), Handler)
     print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
     server.serve_forever()

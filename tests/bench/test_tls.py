@@ -261,6 +261,19 @@ def test_two_instances_behind_round_robin_are_counted(pki, pyexecd):
         second.stop()
 
 
+def test_instance_table_is_bounded():
+    stub = Server([PYTHON, os.path.join(HERE, "stub_server.py"), "--instance-per-answer"])
+    try:
+        out = bench_json("-n", "100", "-c", "1", "-w", "0", "--no-metrics", stub.url)
+    finally:
+        stub.stop()
+    assert out["status"] == {"200": 100}
+    assert len(out["instances"]) == 64
+    assert out["instances_other"] == 36
+    # Long ids are cut, never overflow.
+    assert all(len(i) == 95 and i.startswith("instance-") for i in out["instances"])
+
+
 def test_instance_names_the_revision(tmp_path):
     env = dict(os.environ, K_REVISION="pyexec-00042-abc")
     proc = subprocess.Popen([PYEXECD, "--host", "127.0.0.1", "--port", "0", "--workers", "1"],
