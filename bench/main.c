@@ -46,6 +46,10 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    if (opts.insecure) /* also under --json, where the report is for a program */
+        fprintf(stderr, "pyexec-bench: WARNING: -k/--insecure: the server's TLS certificate is "
+                        "NOT verified\n");
+
     struct loadgen_result *result = malloc(sizeof(*result));
     if (!result || loadgen_run(&opts, body, body_len, result) < 0) {
         free(result);

@@ -149,11 +149,12 @@ int report_text(FILE *out, const struct options *opts, const struct loadgen_resu
             fprintf(out, " %s: %llu", r->types[i].name, (unsigned long long)r->types[i].count);
         fprintf(out, "\n");
     }
-    fprintf(out,
-            "  errors       %llu (connect %llu, io %llu, parse %llu, tls %llu, timeout %llu)\n",
+    fprintf(out, "  errors       %llu (connect %llu, io %llu, parse %llu, ",
             (unsigned long long)error_count(r), (unsigned long long)r->connect_errors,
-            (unsigned long long)r->io_errors, (unsigned long long)r->parse_errors,
-            (unsigned long long)r->tls_errors, (unsigned long long)r->timeouts);
+            (unsigned long long)r->io_errors, (unsigned long long)r->parse_errors);
+    if (opts->tls)
+        fprintf(out, "tls %llu, ", (unsigned long long)r->tls_errors);
+    fprintf(out, "timeout %llu)\n", (unsigned long long)r->timeouts);
     if (r->tls_error[0])
         fprintf(out, "  tls error    %s\n", r->tls_error);
     if (options_open_loop(opts))
@@ -282,9 +283,11 @@ int report_json(FILE *out, const struct options *opts, const struct loadgen_resu
     json_object_set_new(errors, "connect", json_integer((json_int_t)r->connect_errors));
     json_object_set_new(errors, "io", json_integer((json_int_t)r->io_errors));
     json_object_set_new(errors, "parse", json_integer((json_int_t)r->parse_errors));
-    json_object_set_new(errors, "tls", json_integer((json_int_t)r->tls_errors));
-    if (r->tls_error[0])
-        json_object_set_new(errors, "tls_first", json_string(r->tls_error));
+    if (opts->tls) { /* over plain HTTP the object keeps exactly its old fields */
+        json_object_set_new(errors, "tls", json_integer((json_int_t)r->tls_errors));
+        if (r->tls_error[0])
+            json_object_set_new(errors, "tls_first", json_string(r->tls_error));
+    }
     json_object_set_new(errors, "timeout", json_integer((json_int_t)r->timeouts));
     json_object_set_new(root, "errors", errors);
     errors = NULL;

@@ -186,9 +186,13 @@ def test_insecure_runs_and_says_so_loudly(tls_front):
     assert proc.returncode == 0, proc.stderr
     assert "200: 10" in proc.stdout
     assert proc.stdout.count("TLS CERTIFICATE NOT VERIFIED") == 2  # at the top and the bottom
-    out = bench_json("-n", "5", "-c", "1", "-w", "0", "--insecure", "-H",
+    proc = run_bench("--json", "-n", "5", "-c", "1", "-w", "0", "--insecure", "-H",
                      f"Authorization: {TOKEN}", https(tls_front))
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING: -k/--insecure" in proc.stderr  # for whoever watches a --json run
+    out = json.loads(proc.stdout)
     assert out["tls"]["verified"] is False and out["tls"]["trust"] == "NOT VERIFIED"
+    assert out["errors"]["tls"] == 0
 
 
 def test_missing_header_401s_are_counted_not_fatal(pki, tls_front):
