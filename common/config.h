@@ -22,12 +22,21 @@
     X(memory_mb, "memory-mb", "PYEXEC_MEMORY_MB", 700, 16, 1048576,                                \
       "memory per script (cap for the request's memory_mb)")                                       \
     X(script_kb, "script-kb", "PYEXEC_SCRIPT_KB", 100, 1, 65536, "largest script")                 \
-    X(body_kb, "body-kb", "PYEXEC_BODY_KB", 2048, 1, 1048576,                                      \
-      "largest request body (script + input); larger: 413")                                        \
+    X(body_kb, "body-kb", "PYEXEC_BODY_KB", 12288, 1, 1048576,                                     \
+      "largest request body (script, input, stdin, files); larger: 413. Default: 8 MiB of "        \
+      "input files as base64 plus the script")                                                     \
     X(output_kb, "output-kb", "PYEXEC_OUTPUT_KB", 1024, 1, 1048576,                                \
       "cap on each of stdout and stderr")                                                          \
     X(result_kb, "result-kb", "PYEXEC_RESULT_KB", 10240, 1, 1048576, "cap on the result JSON")     \
-    X(tmp_kb, "tmp-kb", "PYEXEC_TMP_KB", 16384, 0, 1048576, "private temp dir per script")         \
+    X(tmp_kb, "tmp-kb", "PYEXEC_TMP_KB", 32768, 0, 1048576,                                        \
+      "private temp dir per script (and largest file in it). Default: 8 MiB of input files, "      \
+      "10 MiB of output files and room to work")                                                   \
+    X(input_files_kb, "input-files-kb", "PYEXEC_INPUT_FILES_KB", 8192, 0, 1048576,                 \
+      "total size of a request's input files (decoded); larger: 413")                              \
+    X(input_files, "input-files", "PYEXEC_INPUT_FILES", 1000, 0, 100000,                           \
+      "most input files in a request; more: 413")                                                  \
+    X(output_files_kb, "output-files-kb", "PYEXEC_OUTPUT_FILES_KB", 10240, 0, 1048576,             \
+      "total size of the files returned from out/; the rest is left out (truncated)")              \
     X(max_connections, "max-connections", "PYEXEC_MAX_CONNECTIONS", 1024, 1, 1000000,              \
       "open client connections; beyond it new ones are closed")                                    \
     X(idle_timeout_ms, "idle-timeout-ms", "PYEXEC_IDLE_TIMEOUT_MS", 30000, 100, 3600000,           \
@@ -41,9 +50,12 @@
     X(user, "user", "PYEXEC_USER", "65534",                                                        \
       "uid (or user name) scripts run as when started as root; worker i uses it minus i")          \
     X(project, "project", "GOOGLE_CLOUD_PROJECT", "",                                              \
-      "Google Cloud project: log lines then link to Cloud Trace")
+      "Google Cloud project: log lines then link to Cloud Trace")                                  \
+    X(preload, "preload", "PYEXEC_PRELOAD", "numpy,pandas",                                        \
+      "modules the template imports before forking (comma-separated); one that fails to "          \
+      "import stops start-up")
 
-#define CONFIG_STRING_MAX 128
+#define CONFIG_STRING_MAX 256
 
 struct config {
 #define X_INT(field, flag, env, def, min, max, help) long field;

@@ -172,20 +172,80 @@ int ipc_recv_spawn(int sock, uint32_t *slot, int *fd)
     return 0;
 }
 
-char *ipc_request_new(uint32_t timeout_ms, uint32_t memory_mb, const char *script,
-                      size_t script_len, const char *input, size_t input_len, size_t *len)
+char *ipc_request_build(uint32_t timeout_ms, uint32_t memory_mb, const struct ipc_request_data *d,
+                        size_t *len)
 {
+    const char *parts[] = {d->script, d->input, d->stdin_data, d->files};
+    size_t lens[] = {d->script_len, d->input ? d->input_len : 0, d->stdin_data ? d->stdin_len : 0,
+                     d->files ? d->files_len : 0};
+    size_t total = sizeof(struct ipc_request);
+    for (int i = 0; i < 4; i++) {
+        if (lens[i] > IPC_MAX_PAYLOAD - total)
+            return NULL;
+        total += lens[i];
+    }
     struct ipc_request rq = {.timeout_ms = timeout_ms,
                              .memory_mb = memory_mb,
-                             .script_len = script_len,
-                             .input_len = input ? input_len : 0};
-    *len = sizeof(rq) + rq.script_len + rq.input_len;
-    char *f = malloc(*len);
+                             .script_len = lens[0],
+                             .input_len = lens[1],
+                             .stdin_len = lens[2],
+                             .files_len = lens[3]};
+    char *f = malloc(total);
     if (!f)
         return NULL;
     char *p = mempcpy(f, &rq, sizeof(rq));
-    p = mempcpy(p, script, rq.script_len);
-    if (rq.input_len) /* input may be NULL: memcpy from NULL is undefined even for 0 bytes */
-        memcpy(p, input, rq.input_len);
+    for (int i = 0; i < 4; i++)
+        if (lens[i]) /* a part may be NULL: memcpy from NULL is undefined even for 0 bytes */
+            p = mempcpy(p, parts[i], lens[i]);
+    *len = total;
     return f;
+}
+
+char *ipc_request_new(uint32_t timeout_ms, uint32_t memory_mb, const char *script,
+                      size_t script_len, const char *input, size_t input_len, size_t *len)
+{
+    struct ipc_request_data d = {
+        .script = script, .script_len = script_len, .input = input, .input_len = input_len};
+    return ipc_request_build(timeout_ms, memory_mb, &d, len);
+}
+
+int ipc_request_split(const char *payload, size_t len, struct ipc_request *rq,
+                      struct ipc_request_data *d)
+{
+    if (len < sizeof(*rq))
+        return -EPROTO;
+    memcpy(rq, payload, sizeof(*rq));
+    uint64_t sum = (uint64_t)rq->script_len + rq->input_len + rq->stdin_len + rq->files_len;
+    if (sum != len - sizeof(*rq))
+        return -EPROTO;
+    const char *p = payload + sizeof(*rq);
+    d->script = p;
+    d->script_len = rq->script_len;
+    d->input = p += rq->script_len;
+    d->input_len = rq->input_len;
+    d->stdin_data = p += rq->input_len;
+    d->stdin_len = rq->stdin_len;
+    d->files = p += rq->stdin_len;
+    d->files_len = rq->files_len;
+    return 0;
+}
+
+int ipc_file_next(const char *files, size_t files_len, size_t *pos, const char **path,
+                  size_t *path_len, const char **data, size_t *data_len)
+{
+    struct ipc_file f;
+    if (*pos == files_len)
+        return 0;
+    if (*pos > files_len || files_len - *pos < sizeof(f))
+        return -EPROTO;
+    memcpy(&f, files + *pos, sizeof(f));
+    size_t left = files_len - *pos - sizeof(f);
+    if (f.path_len == 0 || f.path_len > left || f.data_len > left - f.path_len)
+        return -EPROTO;
+    *path = files + *pos + sizeof(f);
+    *path_len = f.path_len;
+    *data = *path + f.path_len;
+    *data_len = f.data_len;
+    *pos += sizeof(f) + f.path_len + f.data_len;
+    return 1;
 }

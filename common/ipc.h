@@ -12,8 +12,9 @@
  * IPC_READY    worker -> acceptor        JSON {"pid", "versions", "sandbox"}
  *              child -> worker           empty: set-up done, confined, waiting for its request;
  *                                        non-empty: why its set-up failed (it then exits)
- * IPC_REQUEST  acceptor -> worker ->     struct ipc_request, script bytes, input JSON bytes
- *              child                     (input_len 0: no input; JSON text is never empty)
+ * IPC_REQUEST  acceptor -> worker ->     struct ipc_request, script bytes, input JSON bytes,
+ *              child                     stdin bytes, input file records (input_len 0: no
+ *                                        input; JSON text is never empty)
  * IPC_CANCEL   acceptor -> worker        empty: the client left, kill the child
  * IPC_REPLY    worker -> acceptor        struct ipc_reply, type bytes, HTTP body (JSON)
  * IPC_START    child -> worker           empty: request read, the script runs now;
@@ -49,12 +50,28 @@ struct ipc_request {
     uint32_t memory_mb;
     uint32_t script_len;
     uint32_t input_len;
+    uint32_t stdin_len;
+    uint32_t files_len; /* bytes of input file records, each an ipc_file then path, data */
+};
+
+/* One input file in an IPC_REQUEST: path_len bytes of path (relative,
+ * checked by the acceptor), then data_len bytes of content. */
+struct ipc_file {
+    uint32_t path_len;
+    uint32_t data_len;
+};
+
+/* What an IPC_REQUEST carries besides its limits; any part may be empty. */
+struct ipc_request_data {
+    const char *script, *input, *stdin_data, *files;
+    size_t script_len, input_len, stdin_len, files_len;
 };
 
 struct ipc_reply {
     uint32_t status; /* HTTP status */
     uint32_t type_len;
-    uint32_t fork_us; /* how long the worker's last fork of a spare took */
+    uint32_t fork_us;     /* how long the worker's last fork of a spare took */
+    uint32_t files_bytes; /* bytes of out/ files in the body (before base64) */
 };
 
 /* No frame may claim more than this; a larger len is a protocol error. */
@@ -84,9 +101,24 @@ int ipc_send_spawn(int sock, uint32_t slot, int fd);
 int ipc_recv_spawn(int sock, uint32_t *slot, int *fd);
 
 /* Build an IPC_REQUEST payload (malloc'd, length in *len); input may be
- * NULL. Returns NULL on ENOMEM. */
+ * NULL. Returns NULL on ENOMEM or when a part passes IPC_MAX_PAYLOAD. */
+char *ipc_request_build(uint32_t timeout_ms, uint32_t memory_mb, const struct ipc_request_data *d,
+                        size_t *len);
+
+/* The same with a script and input only. */
 char *ipc_request_new(uint32_t timeout_ms, uint32_t memory_mb, const char *script,
                       size_t script_len, const char *input, size_t input_len, size_t *len);
+
+/* Split an IPC_REQUEST payload into its parts. Returns 0, or -EPROTO when the
+ * lengths do not add up. The parts point into payload. */
+int ipc_request_split(const char *payload, size_t len, struct ipc_request *rq,
+                      struct ipc_request_data *d);
+
+/* Walk input file records: at *pos in files (files_len bytes), fill the next
+ * one's path and data and advance *pos. Returns 1, 0 at the end, -EPROTO when
+ * a record runs past the end or has an empty path. */
+int ipc_file_next(const char *files, size_t files_len, size_t *pos, const char **path,
+                  size_t *path_len, const char **data, size_t *data_len);
 
 /* Wipe and free a payload: request data must not outlive its use. */
 void ipc_free(char *payload, size_t len);

@@ -104,6 +104,7 @@ static void on_reply(struct pool_slot *s, const char *payload, size_t len)
         type[r.type_len] = '\0';
         const char *body = payload + sizeof(r) + r.type_len;
         j->slot = NULL;
+        j->files_out_bytes = r.files_bytes;
         job_free_frame(j);
         j->done(j, r.status, type, body, len - sizeof(r) - r.type_len);
     }

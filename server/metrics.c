@@ -65,6 +65,14 @@ void metrics_request(int status, const char *type, double total_s)
     }
 }
 
+static uint64_t files_in_bytes, files_out_bytes;
+
+void metrics_files(size_t in_bytes, size_t out_bytes)
+{
+    files_in_bytes += in_bytes;
+    files_out_bytes += out_bytes;
+}
+
 void metrics_fork(double seconds)
 {
     observe(&fork_time, seconds);
@@ -94,6 +102,13 @@ static void gauge(FILE *f, const char *name, const char *type, const char *help,
     fprintf(f, "# HELP %s %s.\n# TYPE %s %s\n%s %g\n", name, help, name, type, name, v);
 }
 
+/* A counter too large for %g to print exactly. */
+static void counter(FILE *f, const char *name, const char *help, uint64_t v)
+{
+    fprintf(f, "# HELP %s %s.\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+            (unsigned long long)v);
+}
+
 char *metrics_render(const struct pool_stats *pool, unsigned connections, size_t *len)
 {
     char *text = NULL;
@@ -118,6 +133,10 @@ char *metrics_render(const struct pool_stats *pool, unsigned connections, size_t
     gauge(f, "pyexec_worker_respawns_total", "counter", "Workers replaced after dying",
           (double)pool->respawns);
     gauge(f, "pyexec_connections", "gauge", "Open client connections", connections);
+    counter(f, "pyexec_input_file_bytes_total", "Bytes of input files (decoded) handed to scripts",
+            files_in_bytes);
+    counter(f, "pyexec_output_file_bytes_total",
+            "Bytes of files returned from scripts' out/ directories", files_out_bytes);
     if (fclose(f)) {
         free(text);
         return NULL;

@@ -15,6 +15,10 @@ void metrics_request(int status, const char *type, double total_s);
 /* One /execute that reached a worker: time waiting in the queue, time running. */
 void metrics_execution(double queue_s, double run_s);
 
+/* One /execute's file traffic: input file bytes it sent (decoded), output
+ * file bytes its script returned from out/. */
+void metrics_files(size_t in_bytes, size_t out_bytes);
+
 /* One fork of a spare child by a worker. */
 void metrics_fork(double seconds);
 

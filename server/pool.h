@@ -24,6 +24,8 @@ struct pool_job {
     /* Called exactly once unless pool_cancel came first: the worker's answer,
      * or the pool's own (503 overloaded, 500 internal). */
     void (*done)(struct pool_job *job, int status, const char *type, const char *body, size_t len);
+    /* Set by the pool before done: bytes of out/ files in the worker's answer. */
+    uint64_t files_out_bytes;
     /* The pool's. */
     struct pool_job *prev, *next;
     struct pool_slot *slot;

@@ -4,12 +4,24 @@
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-static const char allowed_fields[] = "script, input, timeout_ms, memory_mb";
+#include "common/base64.h"
+#include "common/ipc.h"
+
+/* The shape of an input file's path (SPEC): relative, '/'-separated. */
+#define PATH_MAX_DEPTH     8
+#define PATH_MAX_COMPONENT 255
+/* out/ holds what the script returns; it starts empty. */
+#define OUT_DIR "out"
+
+static const char allowed_fields[] = "script, input, stdin, files, timeout_ms, memory_mb";
+static const char *const fields[] = {"script", "input",      "stdin",
+                                     "files",  "timeout_ms", "memory_mb"};
 
 static int refuse(struct request_error *err, int status, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -73,8 +85,12 @@ static int refuse_load_error(const json_error_t *jerr, size_t len, struct reques
         return refuse(err, 400, "invalid_request",
                       "The request body repeats a field (%s); send each field once.", jerr->text);
     }
-    case json_error_null_character:
     case json_error_null_byte_in_key:
+        return refuse(err, 400, "invalid_request",
+                      "An object key contains a NUL character (\\u0000) (line %d, column %d); "
+                      "field names and file paths cannot hold one.",
+                      jerr->line, jerr->column);
+    case json_error_null_character:
         return refuse(err, 400, "invalid_request",
                       "The request body contains a NUL character (\\u0000) in a string; "
                       "remove it (line %d, column %d).",
@@ -117,6 +133,206 @@ static int parse_limit(const json_t *root, const char *field, const char *unit, 
     return 0;
 }
 
+/* A path for a message: at most 80 bytes of it, cut before a UTF-8
+ * continuation byte, "..." when cut (error_body repairs anything else). */
+static const char *path_for_message(const char *path, char buf[96])
+{
+    size_t n = strlen(path);
+    if (n <= 80)
+        return path;
+    n = 80;
+    while (n > 0 && ((unsigned char)path[n] & 0xC0) == 0x80)
+        n--;
+    snprintf(buf, 96, "%.*s...", (int)n, path);
+    return buf;
+}
+
+/* SPEC's path rules; NULL when path is fine, else what is wrong with it. */
+static const char *path_problem(const char *path)
+{
+    if (!*path)
+        return "is empty";
+    if (*path == '/')
+        return "is absolute; send a path relative to the working directory";
+    int depth = 0;
+    for (const char *c = path;; depth++) {
+        size_t len = strcspn(c, "/");
+        if (len == 0)
+            return "has an empty component (\"//\" or a trailing \"/\")";
+        if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+            return "has a \".\" or \"..\" component";
+        if (len > PATH_MAX_COMPONENT)
+            return "has a component longer than 255 bytes";
+        if (depth == 0 && len == strlen(OUT_DIR) && !memcmp(c, OUT_DIR, len))
+            return "is under out/, which starts empty and holds the files the script returns";
+        if (depth + 1 > PATH_MAX_DEPTH)
+            return "is nested deeper than 8 levels";
+        if (!c[len])
+            return NULL;
+        c += len + 1;
+    }
+}
+
+/* Is a a directory of b ("a" of "a/b")? */
+static bool is_dir_of(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    return !strncmp(a, b, n) && b[n] == '/';
+}
+
+/* The content of one input file: a string (UTF-8) or {"base64": "..."}.
+ * Appends its record to the buffer at *buf. */
+static int append_file(const char *path, const json_t *value, char **buf, size_t *len,
+                       size_t *alloc, size_t *content, struct request_error *err)
+{
+    char shown[96];
+    const char *text;
+    size_t text_len;
+    bool is_base64 = false;
+    if (json_is_string(value)) {
+        text = json_string_value(value);
+        text_len = json_string_length(value);
+    } else if (json_is_object(value) && json_object_size(value) == 1 &&
+               json_is_string(json_object_get(value, "base64"))) {
+        const json_t *b = json_object_get(value, "base64");
+        text = json_string_value(b);
+        text_len = json_string_length(b);
+        is_base64 = true;
+    } else {
+        return refuse(err, 400, "invalid_request",
+                      "File \"%s\" must be a string (UTF-8 text) or {\"base64\": \"...\"} "
+                      "(bytes), not %s.",
+                      path_for_message(path, shown),
+                      json_is_object(value) ? "an object with other keys" : json_kind(value));
+    }
+
+    size_t path_len = strlen(path);
+    size_t most = is_base64 ? base64_decoded_max(text_len) : text_len;
+    size_t need = *len + sizeof(struct ipc_file) + path_len + most;
+    if (need > *alloc) {
+        size_t grow = *alloc ? *alloc * 2 : 65536;
+        while (grow < need)
+            grow *= 2;
+        char *bigger = realloc(*buf, grow);
+        if (!bigger)
+            return refuse(err, 500, "internal",
+                          "The server ran out of memory reading the request; retry.");
+        *buf = bigger;
+        *alloc = grow;
+    }
+    char *rec = *buf + *len;
+    char *data = rec + sizeof(struct ipc_file) + path_len;
+    size_t data_len = text_len;
+    if (is_base64) {
+        long n = base64_decode(text, text_len, (unsigned char *)data);
+        if (n < 0)
+            return refuse(err, 400, "invalid_request",
+                          "File \"%s\" is not valid base64: use the standard alphabet "
+                          "(A-Z a-z 0-9 + /) with \"=\" padding only at the end.",
+                          path_for_message(path, shown));
+        data_len = (size_t)n;
+    } else {
+        memcpy(data, text, text_len);
+    }
+    struct ipc_file f = {.path_len = (uint32_t)path_len, .data_len = (uint32_t)data_len};
+    memcpy(rec, &f, sizeof(f));
+    memcpy(rec + sizeof(f), path, path_len);
+    *len += sizeof(f) + path_len + data_len;
+    *content += data_len;
+    return 0;
+}
+
+/* "files": every path checked against SPEC's rules and the caps, the
+ * contents decoded into ipc_file records. */
+static int parse_files(const json_t *files, const struct config *cfg, struct exec_request *req,
+                       struct request_error *err)
+{
+    char shown[96];
+    if (!json_is_object(files))
+        return refuse(err, 400, "invalid_request",
+                      "Field \"files\" must be an object mapping relative paths to contents, "
+                      "not %s.",
+                      json_kind(files));
+    size_t count = json_object_size(files);
+    if (count > (size_t)cfg->input_files)
+        return refuse(err, 413, "payload_too_large",
+                      "Field \"files\" has %zu files; the limit is %ld.", count, cfg->input_files);
+    const char **paths = calloc(count ? count : 1, sizeof(*paths));
+    if (!paths)
+        return refuse(err, 500, "internal",
+                      "The server ran out of memory reading the request; retry.");
+    size_t n = 0, len = 0, alloc = 0, content = 0;
+    size_t cap = (size_t)cfg->input_files_kb << 10;
+    size_t tmp_cap = (size_t)cfg->tmp_kb << 10;
+    char *buf = NULL;
+    const char *path;
+    const json_t *value;
+    int r = 0;
+    json_object_foreach((json_t *)files, path, value)
+    {
+        const char *problem = path_problem(path);
+        if (problem) {
+            r = refuse(err, 400, "invalid_request",
+                       "File path \"%s\" %s. Paths are relative, '/'-separated, at most 8 "
+                       "levels, with no empty, \".\" or \"..\" component.",
+                       path_for_message(path, shown), problem);
+            break;
+        }
+        for (size_t i = 0; i < n && !r; i++)
+            if (is_dir_of(paths[i], path) || is_dir_of(path, paths[i]))
+                r = refuse(err, 400, "invalid_request",
+                           "File path \"%s\" needs \"%s\" to be both a file and a directory.",
+                           path_for_message(path, shown),
+                           is_dir_of(paths[i], path) ? paths[i] : path);
+        if (r || (r = append_file(path, value, &buf, &len, &alloc, &content, err)))
+            break;
+        paths[n++] = path;
+        if (content > cap || content > tmp_cap) {
+            r = refuse(err, 413, "payload_too_large",
+                       "The input files passed %zu bytes at \"%s\"; the limit is %ld KiB in "
+                       "total%s.",
+                       content, path_for_message(path, shown),
+                       cap <= tmp_cap ? cfg->input_files_kb : cfg->tmp_kb,
+                       cap <= tmp_cap ? "" : " (the temp dir's size)");
+            break;
+        }
+    }
+    free(paths);
+    if (r) {
+        free(buf);
+        return r;
+    }
+    req->files = buf ? buf : strdup("");
+    req->files_len = len;
+    req->files_count = n;
+    req->files_bytes = content;
+    if (!req->files)
+        return refuse(err, 500, "internal",
+                      "The server ran out of memory reading the request; retry.");
+    return 0;
+}
+
+static int parse_stdin(const json_t *v, const struct config *cfg, struct exec_request *req,
+                       struct request_error *err)
+{
+    if (!json_is_string(v))
+        return refuse(err, 400, "invalid_request",
+                      "Field \"stdin\" must be a string (the script's standard input), not %s.",
+                      json_kind(v));
+    size_t len = json_string_length(v);
+    /* The child's fd 0 is a file it fills itself, under its file-size limit. */
+    if (len > (size_t)cfg->tmp_kb << 10)
+        return refuse(err, 413, "payload_too_large",
+                      "Field \"stdin\" is %zu bytes; the limit is %ld KiB.", len, cfg->tmp_kb);
+    req->stdin_data = malloc(len + 1);
+    if (!req->stdin_data)
+        return refuse(err, 500, "internal",
+                      "The server ran out of memory reading the request; retry.");
+    memcpy(req->stdin_data, json_string_value(v), len + 1);
+    req->stdin_len = len;
+    return 0;
+}
+
 int request_parse(const char *body, size_t len, const struct config *cfg, struct exec_request *req,
                   struct request_error *err)
 {
@@ -138,8 +354,10 @@ int request_parse(const char *body, size_t len, const struct config *cfg, struct
     json_t *value;
     json_object_foreach(root, key, value)
     {
-        if (strcmp(key, "script") && strcmp(key, "input") && strcmp(key, "timeout_ms") &&
-            strcmp(key, "memory_mb")) {
+        bool known = false;
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+            known = known || !strcmp(key, fields[i]);
+        if (!known) {
             refuse(err, 400, "invalid_request", "Unknown field \"%.64s\"; allowed: %s.", key,
                    allowed_fields);
             goto fail;
@@ -187,6 +405,12 @@ int request_parse(const char *body, size_t len, const struct config *cfg, struct
             goto nomem;
         req->input_len = strlen(req->input_json);
     }
+    const json_t *stdin_v = json_object_get(root, "stdin");
+    if (stdin_v && parse_stdin(stdin_v, cfg, req, err))
+        goto fail;
+    const json_t *files = json_object_get(root, "files");
+    if (files && parse_files(files, cfg, req, err))
+        goto fail;
     json_decref(root);
     return 0;
 
@@ -202,6 +426,8 @@ void request_free(struct exec_request *req)
 {
     free(req->script);
     free(req->input_json);
+    free(req->stdin_data);
+    free(req->files);
     memset(req, 0, sizeof(*req));
 }
 

@@ -14,7 +14,12 @@ struct exec_request {
     size_t script_len;
     char *input_json; /* compact JSON text of "input", NULL when absent */
     size_t input_len;
-    uint32_t timeout_ms; /* the request's value, else the server's */
+    char *stdin_data; /* "stdin" as UTF-8, NULL when absent */
+    size_t stdin_len;
+    char *files; /* "files" as ipc_file records (common/ipc.h), decoded; NULL when absent */
+    size_t files_len;
+    size_t files_count, files_bytes; /* how many files, and their content bytes */
+    uint32_t timeout_ms;             /* the request's value, else the server's */
     uint32_t memory_mb;
 };
 

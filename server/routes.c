@@ -21,6 +21,7 @@ struct exec_ctx {
     struct server *srv;
     struct http_conn *conn;
     struct http_request *req;
+    size_t files_in_bytes; /* the request's input files, decoded */
 };
 
 /* Count and log one answer. */
@@ -96,6 +97,7 @@ static void on_job_done(struct pool_job *job, int status, const char *type, cons
     if (job->dispatched_ns)
         metrics_execution((job->dispatched_ns - job->queued_ns) / 1e9,
                           (uv_hrtime() - job->dispatched_ns) / 1e9);
+    metrics_files(x->files_in_bytes, job->files_out_bytes);
     const char *headers = status == 503 ? "Retry-After: 1\r\n" : "";
     respond(x->conn, x->req, status, type, headers, body, len);
     free(x);
@@ -113,9 +115,18 @@ static void route_execute(struct server *srv, struct http_conn *c, struct http_r
         return respond_error(c, req, err.status, err.type, "", err.message);
 
     struct exec_ctx *x = calloc(1, sizeof(*x));
-    if (x)
-        x->job.frame = ipc_request_new(er.timeout_ms, er.memory_mb, er.script, er.script_len,
-                                       er.input_json, er.input_len, &x->job.frame_len);
+    struct ipc_request_data d = {.script = er.script,
+                                 .script_len = er.script_len,
+                                 .input = er.input_json,
+                                 .input_len = er.input_len,
+                                 .stdin_data = er.stdin_data,
+                                 .stdin_len = er.stdin_len,
+                                 .files = er.files,
+                                 .files_len = er.files_len};
+    if (x) {
+        x->job.frame = ipc_request_build(er.timeout_ms, er.memory_mb, &d, &x->job.frame_len);
+        x->files_in_bytes = er.files_bytes;
+    }
     request_free(&er);
     if (!x || !x->job.frame) {
         free(x);

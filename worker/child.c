@@ -3,13 +3,16 @@
  * Set-up is a checklist, one function a step, in this order:
  *   1. child_reset_signals   the worker's handlers and mask must not leak in; die with the worker
  *   2. child_bind_fds        pipes to fds 0-3, every other inherited fd closed (listening
- *                            socket, other children's pipes, the worker's channel)
+ *                            socket, other children's pipes, the worker's channel); then
+ *                            the memfd that becomes fd 0 once the request is read
+ *                            (files_stdin_open: seccomp forbids memfd_create later)
  *   3. child_clean_env       environment reduced to a short allowlist; RNGs re-seeded
  *   4. child_enter_tmpdir    the private temp dir becomes cwd and TMPDIR
  *   5. sandbox_confine       seccomp/confine.c, the same call the sandbox tests make:
  *                            rlimits, uid/gid drop, no_new_privs, Landlock, seccomp last
- * Then READY on fd 3, the request from fd 0, the request's own limits, START
- * on fd 3, and the script. A failure before READY is said as READY's payload,
+ * Then READY on fd 3, the request from fd 0, the request's own limits, its
+ * stdin as the new fd 0, its input files and an empty out/ in the temp dir
+ * (files.c), START on fd 3, and the script. A failure before READY is said as READY's payload,
  * one between READY and START as START's; either way the worker answers 500
  * internal. Everything after the empty START may be the script's own doing
  * (see "The result channel" in supervise.c): the worker believes none of it
@@ -27,9 +30,13 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "embed/embed.h"
 #include "seccomp/confine.h"
 #include "common/ipc.h"
+#include "common/jsontext.h"
+#include "worker/files.h"
 #include "worker/singlefork.h"
 
 enum { FD_REQUEST = 0, FD_STDOUT = 1, FD_STDERR = 2, FD_RESULT = 3 };
@@ -120,8 +127,25 @@ static int child_enter_tmpdir(const char *tmpdir)
             child_fail(IPC_READY, name, r_);                                                       \
     } while (0)
 
+/* The inputs could not be placed: the outcome the script would otherwise
+ * have produced, saying why. */
+static char *inputs_failed(const char *why, size_t *len)
+{
+    char msg[320];
+    snprintf(msg, sizeof(msg), "The request's files could not be prepared: %s.", why);
+    size_t n;
+    char *clean = utf8_sanitize(msg, strlen(msg), &n);
+    json_t *o = clean ? json_pack("{s:s,s:s}", "type", "exception", "error", clean) : NULL;
+    free(clean);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text)
+        *len = strlen(text);
+    return text;
+}
+
 static _Noreturn void child_run_request(const struct child_params *p,
-                                        const struct rlimits_base *base)
+                                        const struct rlimits_base *base, int stdin_fd)
 {
     struct ipc_hdr hdr;
     char *payload;
@@ -131,16 +155,25 @@ static _Noreturn void child_run_request(const struct child_params *p,
         _exit(0); /* the worker dropped its spare */
 
     struct ipc_request rq;
-    memcpy(&rq, payload, sizeof(rq));
-    const char *script = payload + sizeof(rq);
-    const char *input = script + rq.script_len;
-    if ((uint64_t)rq.script_len + rq.input_len != hdr.len - sizeof(rq))
+    struct ipc_request_data d;
+    if (ipc_request_split(payload, hdr.len, &rq, &d))
         child_fail(IPC_START, "request", -EPROTO);
+    const char *script = d.script;
+    const char *input = d.input;
 
     uint64_t cpu_ms = p->limits.cpu_ms < rq.timeout_ms ? p->limits.cpu_ms : rq.timeout_ms;
     int r = rlimits_lower(base, cpu_ms, rq.memory_mb);
     if (r)
         child_fail(IPC_START, "request limits", r);
+
+    /* Written as the sandbox uid, confined, before the script can touch the
+     * directory; the frame (and with it the data) is wiped just below. */
+    char why[256] = "";
+    int placed = files_stdin_fill(stdin_fd, d.stdin_data, d.stdin_len);
+    if (placed)
+        snprintf(why, sizeof(why), "stdin could not be written: %s", strerror(-placed));
+    else
+        placed = files_write_inputs(d.files, d.files_len, why, sizeof(why));
 
     /* The script gets its own copy; the frame itself is wiped before it runs. */
     char *source = strndup(script, rq.script_len);
@@ -153,7 +186,9 @@ static _Noreturn void child_run_request(const struct child_params *p,
     if (ipc_write(FD_RESULT, IPC_START, NULL, 0))
         _exit(0);
     size_t len;
-    char *outcome = embed_run(source, rq.script_len, input_json, rq.input_len, p->result_cap, &len);
+    char *outcome =
+        placed ? inputs_failed(why, &len)
+               : embed_run(source, rq.script_len, input_json, rq.input_len, p->result_cap, &len);
     embed_flush_stdio();
     struct iovec part = {outcome, len};
     if (!outcome) /* no memory left to describe anything */
@@ -166,9 +201,11 @@ static _Noreturn void child_main(const struct child_params *p, pid_t worker, int
                                  const char *tmpdir)
 {
     struct rlimits_base base;
+    int stdin_fd;
 
     STEP(child_reset_signals(worker), "signals");
     STEP(child_bind_fds(fds[0], fds[1], fds[2], fds[3]), "fds");
+    STEP(stdin_fd = files_stdin_open(), "stdin");
     STEP(child_clean_env(tmpdir), "environment");
     STEP(child_enter_tmpdir(tmpdir), "tmpdir");
     struct confine_spec confine = {
@@ -186,7 +223,7 @@ static _Noreturn void child_main(const struct child_params *p, pid_t worker, int
 
     if (ipc_write(FD_RESULT, IPC_READY, NULL, 0))
         _exit(0);
-    child_run_request(p, &base);
+    child_run_request(p, &base, stdin_fd);
 }
 
 void child_close_fds(struct child *c)

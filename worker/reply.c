@@ -4,10 +4,12 @@
 #include "worker/reply.h"
 
 #include "common/jsontext.h"
+#include "worker/files.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,12 +202,20 @@ int reply_build(const struct run *run, const struct reply_limits *lim, struct re
     json_object_set_new(body, "stdout", capture_string(&run->out));
     json_object_set_new(body, "stderr", capture_string(&run->err));
     json_object_set_new(body, "stats", stats);
-    if (run->out.truncated || run->err.truncated) {
+    const struct files_out *files = run->files;
+    if (files && files->json) {
+        json_object_set(body, "files", files->json);
+        out->files_bytes = files->bytes;
+    }
+    bool files_cut = files && files->truncated;
+    if (run->out.truncated || run->err.truncated || files_cut) {
         json_t *t = json_array();
         if (run->out.truncated)
             json_array_append_new(t, json_string("stdout"));
         if (run->err.truncated)
             json_array_append_new(t, json_string("stderr"));
+        if (files_cut)
+            json_array_append_new(t, json_string("files"));
         json_object_set_new(body, "truncated", t);
     }
 

@@ -25,6 +25,7 @@ struct reply {
     char type[32]; /* "ok" for 200 */
     char *body;    /* malloc'd JSON */
     size_t len;
+    size_t files_bytes; /* out/ files in the body, before base64 */
 };
 
 /* Returns 0 or -ENOMEM. */

@@ -312,6 +312,12 @@ void supervise_run(struct child *c, const char *request, size_t request_len,
     run->wall_ms = now_ms() - start; /* to its exit, as the worker saw it */
 }
 
+void supervise_finish(struct child *c, struct run *run)
+{
+    if (!run->reaped)
+        kill_and_reap(c, run);
+}
+
 void run_free(struct run *run)
 {
     struct capture *bufs[] = {&run->out, &run->err};

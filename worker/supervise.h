@@ -11,6 +11,8 @@
 #include "worker/child.h"
 #include "common/ipc.h"
 
+struct files_out; /* worker/files.h */
+
 struct capture {
     char *data;
     size_t len, alloc;
@@ -39,6 +41,7 @@ struct run {
     uint64_t cpu_us, max_rss_kb; /* from wait4's rusage: the child's own word is never taken */
     double wall_ms;              /* the worker's clock, from the request to the child's exit */
     char setup_error[160];
+    const struct files_out *files; /* set by the worker after collecting out/; NULL: none */
 };
 
 struct supervise_params {
@@ -58,6 +61,10 @@ struct supervise_params {
  * reaped in every outcome (killed first unless it exited by itself). */
 void supervise_run(struct child *c, const char *request, size_t request_len,
                    const struct supervise_params *sp, struct run *run);
+
+/* Make sure the child is dead and reaped (after RUN_RESULT it may still be
+ * exiting, its threads running): kill it and wait. */
+void supervise_finish(struct child *c, struct run *run);
 
 /* Wipe and free what run holds. */
 void run_free(struct run *run);

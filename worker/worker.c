@@ -28,6 +28,7 @@
 #include "seccomp/status.h"
 #include "worker/child.h"
 #include "worker/dying.h"
+#include "worker/files.h"
 #include "worker/forkheap.h"
 #include "common/ipc.h"
 #include "worker/reply.h"
@@ -106,11 +107,30 @@ static void retire(struct worker *w, struct child *c, const struct run *run)
 
 static int send_reply(struct worker *w, const struct reply *rep)
 {
-    struct ipc_reply hdr = {
-        .status = rep->status, .type_len = strlen(rep->type), .fork_us = w->fork_us};
+    struct ipc_reply hdr = {.status = rep->status,
+                            .type_len = strlen(rep->type),
+                            .fork_us = w->fork_us,
+                            .files_bytes =
+                                rep->files_bytes > UINT32_MAX ? UINT32_MAX : rep->files_bytes};
     struct iovec parts[3] = {
         {&hdr, sizeof(hdr)}, {(void *)rep->type, hdr.type_len}, {rep->body, rep->len}};
     return ipc_write(w->chan, IPC_REPLY, parts, 3);
+}
+
+/* The files the script left in out/, read once the child is dead: a thread
+ * of the script can no longer change them while they are read. */
+static void collect_out_files(struct worker *w, struct child *c, struct run *run,
+                              struct files_out *files)
+{
+    memset(files, 0, sizeof(*files));
+    if (!files_out_pending(c->tmpdir))
+        return; /* the common case costs one directory read, no wait */
+    supervise_finish(c, run);
+    if (files_collect(c->tmpdir, w->params.uid, w->params.gid,
+                      (size_t)w->cfg->output_files_kb << 10, files)) {
+        files_out_free(files);
+        files->truncated = true;
+    }
 }
 
 /* Run one request frame (consumed: wiped and freed) and send its reply. */
@@ -149,6 +169,10 @@ static int serve(struct worker *w, char *frame, size_t len)
         run_free(&run);
     }
     ipc_free(frame, len); /* the child has its copy; ours goes before the next fork */
+    struct files_out files = {0};
+    if (run.end != RUN_SETUP_FAILED)
+        collect_out_files(w, &c, &run, &files);
+    run.files = &files;
 
     uint64_t cpu_ms =
         w->params.limits.cpu_ms < rq.timeout_ms ? w->params.limits.cpu_ms : rq.timeout_ms;
@@ -163,6 +187,7 @@ static int serve(struct worker *w, char *frame, size_t len)
     if (rep.body)
         explicit_bzero(rep.body, rep.len);
     free(rep.body);
+    files_out_free(&files);
     if (run.end != RUN_SETUP_FAILED)
         retire(w, &c, &run);
     run_free(&run);

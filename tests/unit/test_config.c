@@ -39,7 +39,12 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.script_kb, 100);
     assert_int_equal(cfg.output_kb, 1024);
     assert_int_equal(cfg.result_kb, 10240);
-    assert_int_equal(cfg.tmp_kb, 16384);
+    assert_int_equal(cfg.tmp_kb, 32768);
+    assert_int_equal(cfg.body_kb, 12288);
+    assert_int_equal(cfg.input_files_kb, 8192);
+    assert_int_equal(cfg.input_files, 1000);
+    assert_int_equal(cfg.output_files_kb, 10240);
+    assert_string_equal(cfg.preload, "numpy,pandas");
     assert_true(cfg.workers >= 1); /* 0 resolves to the CPU count */
     assert_string_equal(cfg.host, "0.0.0.0");
     assert_string_equal(cfg.user, "65534");

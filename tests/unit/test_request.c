@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "common/ipc.h"
 #include "server/request.h"
 
 static struct config test_config(void)
@@ -17,6 +18,9 @@ static struct config test_config(void)
     cfg.timeout_ms = 15000;
     cfg.memory_mb = 700;
     cfg.script_kb = 1;
+    cfg.tmp_kb = 64;
+    cfg.input_files_kb = 16;
+    cfg.input_files = 3;
     return cfg;
 }
 
@@ -101,8 +105,9 @@ static void test_script_missing_empty_wrong_type(void **state)
 static void test_unknown_field(void **state)
 {
     (void)state;
-    expect_refused("{\"scrpt\": \"def main(): return 1\"}",
-                   "Unknown field \"scrpt\"; allowed: script, input, timeout_ms, memory_mb.");
+    expect_refused(
+        "{\"scrpt\": \"def main(): return 1\"}",
+        "Unknown field \"scrpt\"; allowed: script, input, stdin, files, timeout_ms, memory_mb.");
     expect_refused("{\"script\": \"def main(): return 1\", \"timeout\": 5}",
                    "Unknown field \"timeout\"");
 }
@@ -216,6 +221,130 @@ static void test_content_type(void **state)
     assert_false(request_content_type_ok(""));
 }
 
+/* Each bad shape of a path is refused with a message naming the path. */
+static void test_file_paths(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *needle;
+    } bad[] = {
+        {"../x", "\"../x\" has a \".\" or \"..\" component"},
+        {"/etc/x", "\"/etc/x\" is absolute"},
+        {"a/../../b", "\"a/../../b\" has a \".\" or \"..\""},
+        {"", "\"\" is empty"},
+        {"a//b", "\"a//b\" has an empty component"},
+        {"a/", "\"a/\" has an empty component"},
+        {".", "\".\" has a \".\""},
+        {"a/./b", "has a \".\""},
+        {"1/2/3/4/5/6/7/8/9", "\"1/2/3/4/5/6/7/8/9\" is nested deeper than 8 levels"},
+        {"out/x", "\"out/x\" is under out/"},
+        {"out", "\"out\" is under out/"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char body[256];
+        snprintf(body, sizeof(body), "{\"script\": \"x\", \"files\": {\"%s\": \"v\"}}", bad[i].key);
+        expect_refused(body, bad[i].needle);
+    }
+    char body[1024];
+    char name[300];
+    memset(name, 'n', 256);
+    name[256] = '\0';
+    snprintf(body, sizeof(body), "{\"script\": \"x\", \"files\": {\"%s\": \"v\"}}", name);
+    expect_refused(body, "longer than 255 bytes");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\\u0000b\": \"v\"}}", "NUL");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\": \"v\", \"a/b\": \"w\"}}",
+                   "\"a/b\" needs \"a\" to be both a file and a directory");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a/b\": \"v\", \"a\": \"w\"}}",
+                   "\"a\" needs \"a\" to be both");
+    /* Eight levels and 255-byte components are fine. */
+    struct exec_request req;
+    expect_accepted("{\"script\": \"x\", \"files\": {\"1/2/3/4/5/6/7/8\": \"v\", \"a-b\": \"\", "
+                    "\"a/b\": \"\"}}",
+                    &req);
+    assert_int_equal(req.files_count, 3);
+    request_free(&req);
+}
+
+static void test_file_values(void **state)
+{
+    (void)state;
+    expect_refused("{\"script\": \"x\", \"files\": []}", "\"files\" must be an object");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\": []}}",
+                   "File \"a\" must be a string (UTF-8 text) or {\"base64\": \"...\"} (bytes), "
+                   "not an array");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\": 5}}", "not an integer");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\": null}}", "not null");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\": {}}}", "an object with other keys");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\": {\"base64\": \"QQ==\", \"x\": 1}}}",
+                   "an object with other keys");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\": {\"b64\": \"QQ==\"}}}",
+                   "an object with other keys");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\": {\"base64\": 5}}}", "File \"a\"");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\": {\"base64\": \"!!!!\"}}}",
+                   "File \"a\" is not valid base64");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\": {\"base64\": \"Q\"}}}",
+                   "not valid base64");
+    expect_refused("{\"script\": \"x\", \"files\": {\"a\": {\"base64\": \"QQ==QQ==\"}}}",
+                   "not valid base64");
+    expect_refused("{\"script\": \"x\", \"stdin\": 5}", "\"stdin\" must be a string");
+    expect_refused("{\"script\": \"x\", \"stdin\": null}", "not null");
+}
+
+static void test_file_caps(void **state)
+{
+    (void)state;
+    /* test_config: at most 3 files, 16 KiB. */
+    expect_refused_n("{\"script\": \"x\", \"files\": {\"a\": \"\", \"b\": \"\", \"c\": \"\", "
+                     "\"d\": \"\"}}",
+                     strlen("{\"script\": \"x\", \"files\": {\"a\": \"\", \"b\": \"\", \"c\": "
+                            "\"\", \"d\": \"\"}}"),
+                     413, "payload_too_large", "4 files; the limit is 3");
+    size_t n = 17 * 1024;
+    char *body = malloc(n + 64);
+    int len = sprintf(body, "{\"script\": \"x\", \"files\": {\"big\": \"");
+    memset(body + len, 'x', n);
+    len += (int)n;
+    len += sprintf(body + len, "\"}}");
+    expect_refused_n(body, (size_t)len, 413, "payload_too_large",
+                     "at \"big\"; the limit is 16 KiB");
+    free(body);
+}
+
+/* Accepted files arrive as ipc_file records, decoded; stdin as given. */
+static void test_files_accepted(void **state)
+{
+    (void)state;
+    struct exec_request req;
+    expect_accepted("{\"script\": \"x\", \"stdin\": \"line\\n\", \"files\": {\"d/a.csv\": "
+                    "\"x,y\\n\", \"b.bin\": {\"base64\": \"AAH/\\n\"}}}",
+                    &req);
+    assert_int_equal(req.stdin_len, 5);
+    assert_memory_equal(req.stdin_data, "line\n", 5);
+    assert_int_equal(req.files_count, 2);
+    assert_int_equal(req.files_bytes, 4 + 3);
+    size_t pos = 0, path_len, data_len;
+    const char *path, *data;
+    assert_int_equal(
+        ipc_file_next(req.files, req.files_len, &pos, &path, &path_len, &data, &data_len), 1);
+    assert_int_equal(path_len, 7);
+    assert_memory_equal(path, "d/a.csv", 7);
+    assert_int_equal(data_len, 4);
+    assert_memory_equal(data, "x,y\n", 4);
+    assert_int_equal(
+        ipc_file_next(req.files, req.files_len, &pos, &path, &path_len, &data, &data_len), 1);
+    assert_memory_equal(path, "b.bin", 5);
+    assert_int_equal(data_len, 3);
+    assert_memory_equal(data, "\x00\x01\xff", 3);
+    assert_int_equal(
+        ipc_file_next(req.files, req.files_len, &pos, &path, &path_len, &data, &data_len), 0);
+    request_free(&req);
+
+    expect_accepted("{\"script\": \"x\", \"files\": {}}", &req);
+    assert_int_equal(req.files_count, 0);
+    assert_int_equal(req.files_len, 0);
+    request_free(&req);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +362,10 @@ int main(void)
         cmocka_unit_test(test_accepted_input),
         cmocka_unit_test(test_accepted_lower_limits),
         cmocka_unit_test(test_content_type),
+        cmocka_unit_test(test_file_paths),
+        cmocka_unit_test(test_file_values),
+        cmocka_unit_test(test_file_caps),
+        cmocka_unit_test(test_files_accepted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
