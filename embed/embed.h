@@ -20,13 +20,15 @@ int embed_single_threaded(void);
 
 /* Template process, once: set the thread variables to 1, start
  * Debian's CPython 3.11 (UTF-8 mode, unbuffered stdio, no signal handlers,
- * no bytecode writing), import numpy, pandas and the harness, set the
- * environment to the children's allowlist, collect and gc.freeze().
- * Returns 0 or -1 with a reason printed to stderr. */
-int embed_init(void);
+ * no bytecode writing), import numpy, pandas and the harness, build
+ * matplotlib's font cache (when it is installed), import each module of the
+ * comma-separated preload list, set the environment to the children's
+ * allowlist, collect and gc.freeze(). Returns 0 or -1 with a reason printed
+ * to stderr (a module that fails to import is named). */
+int embed_init(const char *preload);
 
-/* After embed_init: {"python": "3.11.2", "numpy": "...", "pandas": "..."}.
- * Static storage. */
+/* After embed_init: {"python": "3.11.2", "numpy": "...", "pandas": "...",
+ * "preload": {"module": "version of its package", ...}}. Static storage. */
 const char *embed_versions_json(void);
 
 /* Child, right after fork (before seccomp: it reads the OS's randomness):
@@ -35,6 +37,7 @@ const char *embed_versions_json(void);
  * and os.environ alike), which embed_init already reduced to the allowlist:
  *   PATH=/usr/bin:/bin  HOME=<tmpdir>  TMPDIR=<tmpdir>  LANG=C.UTF-8
  *   and each of embed_thread_variables set to 1
+ *   MPLBACKEND=Agg  MPLCONFIGDIR=<tmpdir>/.matplotlib
  * Returns 0 or -1 (with a Python traceback on stderr). */
 int embed_child_prepare(const char *tmpdir);
 

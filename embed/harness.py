@@ -6,16 +6,44 @@ Every function here returns an outcome as UTF-8 bytes of one JSON object.
 """
 import datetime
 import gc
+import importlib
+import importlib.util
 import json
 import linecache
 import math
 import os
 import platform
 import random
+import shutil
+import subprocess
+import sys
 import tempfile
 import traceback
 
-import numpy
+
+def _start_font_cache():
+    """Template: let matplotlib scan the fonts once, in a separate Debian
+    python3 started before numpy and pandas load here, so the scan overlaps
+    with those imports, and so the template imports matplotlib only when
+    --preload asks for it. preload() collects the result."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return None
+    directory = tempfile.mkdtemp(prefix="pyexec-mpl-")
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": directory,
+           "MPLCONFIGDIR": directory, "MPLBACKEND": "Agg"}
+    try:
+        job = subprocess.Popen(["/usr/bin/python3", "-I", "-c", "import matplotlib.font_manager"],
+                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    except OSError:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return job, directory
+
+
+_font_cache_job = _start_font_cache()
+
+import numpy  # after the font scan has started
 import pandas
 
 SCRIPT = "<script>"
@@ -177,6 +205,25 @@ def loads(data):
 # --- the template and the child --------------------------------------------------
 
 
+def _draw_once(plt):
+    """Template, with pyplot preloaded: the first figure loads fonts, builds
+    text and path caches and the PNG writer; do it here, once, for all."""
+    import io
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [0, 1, 4], label="warm")
+    ax.set_title("warm-up")
+    ax.legend()
+    fig.savefig(io.BytesIO(), format="png", dpi=100)
+    plt.close("all")
+    # The fonts matplotlib keeps open hold file descriptors, which every child
+    # closes at birth (close_from): forget them so a child opens its own.
+    font_manager = sys.modules.get("matplotlib.font_manager")
+    get_font = getattr(font_manager, "_get_font", None)
+    if hasattr(get_font, "cache_clear"):
+        get_font.cache_clear()
+    gc.collect()
+
+
 def warm_up(thread_variables):
     """Template: run the lazy paths once, settle what every child inherits,
     then freeze what exists so that forked children do not touch (and copy)
@@ -185,6 +232,8 @@ def warm_up(thread_variables):
     frame = pandas.DataFrame({"t": pandas.to_datetime(["2024-01-02"]), "x": [math.nan]})
     serialise({"f": frame, "a": numpy.arange(2.0), "n": numpy.int64(1)}, 1 << 20)
     traceback.format_exception(ZeroDivisionError("x"))
+    if "matplotlib.pyplot" in sys.modules:
+        _draw_once(sys.modules["matplotlib.pyplot"])
     # Children differ only in HOME and TMPDIR: the rest of their environment
     # is set here, once, instead of rebuilt in every child.
     os.environ.clear()
@@ -206,12 +255,91 @@ def numpy_key():
     return key.tobytes() + pos.to_bytes(4, "little") + has_gauss.to_bytes(4, "little")
 
 
+# --- warm modules and matplotlib's font cache ----------------------------------
+
+PRELOADED = {}  # module name -> version of its package, in --preload order
+MPL_FONTLIST = None  # (file name, bytes): matplotlib's font cache, built once in the template
+MPL_CONFIG = ".matplotlib"  # in each child's temp dir (MPLCONFIGDIR)
+
+
+def _finish_font_cache(job, directory):
+    """The font cache _start_font_cache's scan wrote: (file name, bytes)."""
+    _, err = job.communicate(timeout=300)
+    if job.returncode != 0:
+        raise RuntimeError(err.decode("utf-8", "replace").strip().splitlines()[-1:])
+    for name in sorted(os.listdir(directory)):
+        if name.startswith("fontlist-") and name.endswith(".json"):
+            with open(os.path.join(directory, name), "rb") as f:
+                return name, f.read()
+    raise RuntimeError("matplotlib wrote no font cache")
+
+
+class _FontCacheFinder:
+    """On sys.meta_path in every child: the first time a script imports
+    matplotlib (not preloaded), its config dir gets the template's font cache,
+    so matplotlib reads it instead of scanning the fonts in every request.
+    Finds nothing itself."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "matplotlib":
+            try:
+                sys.meta_path.remove(self)
+            except ValueError:
+                pass
+            directory = os.environ.get("MPLCONFIGDIR")
+            if directory and MPL_FONTLIST:
+                try:
+                    os.makedirs(directory, exist_ok=True)
+                    with open(os.path.join(directory, MPL_FONTLIST[0]), "xb") as f:
+                        f.write(MPL_FONTLIST[1])
+                except OSError:
+                    pass  # matplotlib then scans the fonts itself, slowly
+        return None
+
+
+def preload(names):
+    """Template: build matplotlib's font cache (when matplotlib is installed)
+    and import each module of the comma-separated list. A module that fails
+    stops start-up, named."""
+    global MPL_FONTLIST
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    for name in wanted:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise RuntimeError(f"--preload: {name!r} is not a module name")
+    os.environ["MPLBACKEND"] = "Agg"
+    cache = None
+    if _font_cache_job:
+        job, cache = _font_cache_job
+        os.environ["MPLCONFIGDIR"] = cache
+        try:
+            MPL_FONTLIST = _finish_font_cache(job, cache)
+        except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+            shutil.rmtree(cache, ignore_errors=True)
+            raise RuntimeError(f"matplotlib could not build its font cache: {exc}") from None
+    try:
+        for name in wanted:
+            try:
+                importlib.import_module(name)
+            except BaseException as exc:
+                raise RuntimeError(f"--preload: module {name!r} failed to import: "
+                                   f"{_one_line(exc)}") from None
+            top = sys.modules[name.split(".")[0]]
+            PRELOADED[name] = str(getattr(top, "__version__", ""))
+    finally:
+        if cache:
+            shutil.rmtree(cache, ignore_errors=True)
+    if MPL_FONTLIST and "matplotlib" not in sys.modules:
+        sys.meta_path.insert(0, _FontCacheFinder())
+
+
 def versions():
     return _dumps({"python": platform.python_version(), "numpy": numpy.__version__,
-                   "pandas": pandas.__version__})
+                   "pandas": pandas.__version__, "preload": PRELOADED})
 
 
-ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}  # and the thread variables
+# MPLBACKEND: matplotlib draws with Agg (no display; plt.show() does nothing).
+ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+               "MPLBACKEND": "Agg"}  # and the thread variables
 
 
 def prepare_child(tmpdir):
@@ -220,6 +348,7 @@ def prepare_child(tmpdir):
     tempfile.tempdir = tmpdir
     os.environ["HOME"] = tmpdir
     os.environ["TMPDIR"] = tmpdir
+    os.environ["MPLCONFIGDIR"] = os.path.join(tmpdir, MPL_CONFIG)
     namespace = {}
     exec(compile_script("def main():\n    return {'x': [1, 'y', None]}\n"), namespace)
     serialise(namespace["main"](), 1 << 10)

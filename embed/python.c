@@ -174,13 +174,36 @@ fail:
     return -1;
 }
 
-int embed_init(void)
+/* Build matplotlib's font cache and import the warm modules. */
+static int preload_modules(const char *preload)
+{
+    PyObject *done = PyObject_CallMethod(embed_harness, "preload", "s", preload);
+    if (done) {
+        Py_DECREF(done);
+        return 0;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *text = value ? PyObject_Str(value) : NULL;
+    const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
+    fprintf(stderr, "pyexecd: %s\n", msg ? msg : "--preload failed");
+    Py_XDECREF(text);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    PyErr_Clear();
+    return -1;
+}
+
+int embed_init(const char *preload)
 {
     if (embed_single_threaded() != 0)
         return -1;
     if (start_interpreter() != 0)
         return -1;
     if (import_harness() != 0)
+        return -1;
+    if (preload_modules(preload ? preload : "") != 0)
         return -1;
 
     PyObject *versions = PyObject_CallMethod(embed_harness, "versions", NULL);

@@ -54,6 +54,7 @@ static const struct path_rule system_paths[] = {
     {"/lib64", FS_READ}, /* the dynamic loader, for ctypes/dlopen */
     {"/etc/ld.so.cache", FS_READ},
     {"/etc/localtime", FS_READ},          /* time.localtime; resolves into /usr/share/zoneinfo */
+    {"/etc/matplotlibrc", FS_READ},       /* Debian's matplotlib reads its defaults here */
     {"/sys/devices/system/cpu", FS_READ}, /* os.cpu_count() */
     {"/dev/null", FS_READ | FS_WRITE_FILE},
     {"/dev/urandom", FS_READ},

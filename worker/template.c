@@ -71,8 +71,11 @@ _Noreturn void template_main(int ctl, const struct config *cfg)
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
 
-    if (embed_init()) {
-        fprintf(stderr, "pyexecd: the template could not start Python with numpy and pandas\n");
+    if (embed_init(cfg->preload)) {
+        fprintf(stderr,
+                "pyexecd: the template could not start Python with numpy, pandas and "
+                "the modules of --preload=%s\n",
+                cfg->preload);
         _exit(1);
     }
     const char *versions = embed_versions_json();

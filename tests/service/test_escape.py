@@ -213,7 +213,8 @@ def test_environment_is_clean(make_server):
     assert status == 200
     env = data["result"]
     assert "SECRET_TOKEN" not in env and "hunter2" not in str(env)
-    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"}
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                        "NUMEXPR_NUM_THREADS", "MPLBACKEND", "MPLCONFIGDIR"}
 
 
 def test_runs_unprivileged(server):

@@ -178,7 +178,7 @@ static int setup(void **state)
         return -1;
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    if (embed_init() != 0)
+    if (embed_init("numpy,pandas") != 0)
         return -1;
     clock_gettime(CLOCK_MONOTONIC, &end);
     double ms =
@@ -461,8 +461,11 @@ static void test_environment_is_the_allowlist(void **state)
     struct child_run r = run("import os, tempfile\n"
                              "def main(): return [dict(os.environ), tempfile.gettempdir()]\n");
     expect_type(&r, "ok");
-    json_t *want = json_pack("{s:s, s:s, s:s, s:s}", "PATH", "/usr/bin:/bin", "LANG", "C.UTF-8",
-                             "HOME", tmpdir, "TMPDIR", tmpdir);
+    char config[256];
+    snprintf(config, sizeof config, "%s/.matplotlib", tmpdir);
+    json_t *want =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "PATH", "/usr/bin:/bin", "LANG", "C.UTF-8",
+                  "HOME", tmpdir, "TMPDIR", tmpdir, "MPLBACKEND", "Agg", "MPLCONFIGDIR", config);
     for (size_t i = 0; embed_thread_variables[i]; i++)
         json_object_set_new(want, embed_thread_variables[i], json_string("1"));
     json_t *result = json_object_get(r.outcome, "result");

@@ -1,0 +1,77 @@
+"""Charts and warm modules through the live service: matplotlib with Agg,
+its font cache built once, --preload and what /health says about it."""
+import base64
+import subprocess
+
+import pytest
+
+from conftest import PYEXECD, Server
+
+CHART = """
+import matplotlib.pyplot as plt
+def main():
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3, 4], [1, 4, 2, 3])
+    ax.set_title("sales")
+    fig.savefig("out/chart.png", dpi=100)
+    plt.show()
+    plt.close(fig)
+    return plt.get_backend()
+"""
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def charts():
+    s = Server("--workers", "1", "--preload", "numpy,pandas,matplotlib.pyplot")
+    yield s
+    assert s.stop() == 0
+
+
+def check_png(body):
+    f = body["files"]["chart.png"]
+    data = base64.b64decode(f["base64"])
+    assert data.startswith(PNG_SIGNATURE)
+    assert f["media_type"] == "image/png" and f["size"] == len(data) > 1000
+
+
+def test_chart_png_with_preload(charts):
+    for _ in range(2):  # the second child must not depend on what the first did
+        status, body = charts.execute(CHART)
+        assert status == 200, body
+        assert body["result"].lower() == "agg"
+        assert body["stderr"] == ""
+        check_png(body)
+
+
+def test_health_lists_warm_modules(charts):
+    status, _, body = charts.request("GET", "/health")
+    assert status == 200
+    assert list(body["preload"]) == ["numpy", "pandas", "matplotlib.pyplot"]
+    assert body["preload"]["matplotlib.pyplot"]  # matplotlib's version
+
+
+def test_chart_without_preload_uses_the_prebuilt_font_cache(server):
+    status, body = server.execute(CHART, timeout_ms=14000)
+    assert status == 200, body
+    check_png(body)
+    # matplotlib says so on stderr when it scans the fonts itself.
+    assert "font cache" not in body["stderr"], body["stderr"]
+    status, _, health = server.request("GET", "/health")
+    assert list(health["preload"]) == ["numpy", "pandas"]
+
+
+def test_preload_scipy(make_server):
+    s = make_server("--workers", "1", "--preload", "numpy, pandas,scipy,scipy.stats")
+    status, body = s.execute("import sys\ndef main(): return 'scipy.stats' in sys.modules")
+    assert status == 200 and body["result"] is True, body
+
+
+@pytest.mark.parametrize("preload, named", [("numpy,no_such_module_x", "no_such_module_x"),
+                                            ("numpy,not-a-name", "not-a-name")])
+def test_failing_import_stops_start_up_naming_it(preload, named):
+    p = subprocess.run([PYEXECD, "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--preload", preload],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    assert named in p.stderr, p.stderr
