@@ -20,15 +20,22 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
  && strip /build/server/pyexecd
 
 FROM debian:bookworm-slim
+# Charts: Debian's matplotlib (SPEC: importable, Agg backend). Build with
+# --build-arg PYEXEC_CHARTS= for an image without it (see README for sizes).
+ARG PYEXEC_CHARTS=python3-matplotlib
+# More Debian packages for scripts to import, space-separated, e.g.
+# --build-arg PYEXEC_EXTRA_PACKAGES="python3-scipy python3-sklearn"; warm them
+# with --preload (PYEXEC_PRELOAD).
+ARG PYEXEC_EXTRA_PACKAGES=
 # Runtime libraries only; --no-install-recommends keeps pandas' optional
-# extras (matplotlib, lxml, ...) out. Where Landlock is missing (gVisor) the
+# extras (lxml, ...) out. Where Landlock is missing (gVisor) the
 # children's file confinement is the uid drop alone, so leave no world-writable
 # directory in the image (/tmp, /var/tmp, /run/lock): the workers run as root
 # and make their scratch dirs under /tmp themselves.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libuv1 libhttp-parser2.9 libjansson4 libseccomp2 libpython3.11 \
-      python3-numpy python3-pandas tini \
+      python3-numpy python3-pandas tini $PYEXEC_CHARTS $PYEXEC_EXTRA_PACKAGES \
  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log \
  && find / -xdev -type d -perm -0002 -exec chmod o-w {} +
 
