@@ -295,3 +295,44 @@ def test_metrics_count_file_bytes(make_server):
     lines = dict(l.split(" ", 1) for l in text.decode().splitlines() if l and not l.startswith("#"))
     assert lines["pyexec_input_file_bytes_total"] == "5"
     assert lines["pyexec_output_file_bytes_total"] == "10"
+
+
+# --- the API document agrees ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spec(server):
+    status, _, doc = server.request("GET", "/openapi.json")
+    assert status == 200
+    return doc
+
+
+def validator(spec, name):
+    import jsonschema
+
+    schema = dict(spec["components"]["schemas"][name])
+    schema["components"] = spec["components"]
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_answers_with_files_match_the_document(server, spec):
+    ok = validator(spec, "ExecuteResult")
+    err = validator(spec, "ScriptError")
+    status, body = server.execute("def main():\n    open('out/a.png', 'wb').write(b'x')\n    return 1")
+    assert status == 200 and body["files"]
+    ok.validate(body)
+    status, body = server.execute("def main():\n    open('out/a.txt', 'w').write('x')\n    raise KeyError(1)")
+    assert status == 400 and body["files"]
+    err.validate(body)
+
+
+@pytest.mark.parametrize(
+    "files",
+    [{"a.csv": "x"}, {"a/b/c": {"base64": "QQ=="}}, {"../x": "x"}, {"/x": "x"}, {"a//b": "x"}, {"./a": "x"},
+     {"a/": "x"}, {"out/x": "x"}, {"out": "x"}, {"output/x": "x"}, {"a": 1}, {"a": {"base64": "QQ==", "x": 1}}],
+)
+def test_input_files_schema_agrees_with_validation(server, spec, files):
+    schema = validator(spec, "ExecuteRequest")
+    body = {"script": "def main(): return 1", "files": files}
+    status, _ = server.execute(**body)
+    assert schema.is_valid(body) == (status == 200), (files, status)
