@@ -110,6 +110,27 @@ static void check_request_new(const char *bytes, size_t len, size_t split)
     ipc_free(frame, frame_len);
 }
 
+/* Any bytes as an IPC_REQUEST payload: either refused, or split into parts
+ * that lie inside it and add up; any bytes as file records: every record
+ * walked lies inside them, and the walk ends. */
+static void check_request_split(const char *bytes, size_t len)
+{
+    struct ipc_request rq;
+    struct ipc_request_data d;
+    if (ipc_request_split(bytes, len, &rq, &d) == 0) {
+        FUZZ_CHECK(sizeof(rq) + d.script_len + d.input_len + d.stdin_len + d.files_len == len);
+        FUZZ_CHECK(d.files + d.files_len == bytes + len);
+    }
+    size_t pos = 0, path_len, data_len, walked = 0;
+    const char *path, *data;
+    int r;
+    while ((r = ipc_file_next(bytes, len, &pos, &path, &path_len, &data, &data_len)) == 1) {
+        FUZZ_CHECK(path_len > 0 && path >= bytes && data + data_len <= bytes + len);
+        FUZZ_CHECK(pos <= len && ++walked <= len);
+    }
+    FUZZ_CHECK(r == 0 || r == -EPROTO);
+}
+
 /* The template's end of IPC_SPAWN: arbitrary bytes, with or without a
  * descriptor riding along. */
 static void check_recv_spawn(const char *bytes, size_t len, bool with_fd)
@@ -173,6 +194,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         split = (size_t)data[0] % (size - sizeof(kind) + 1);
         check_round_trip(kind, buf + sizeof(kind), size - sizeof(kind), split);
         check_request_new(buf + sizeof(kind), size - sizeof(kind), split);
+        /* Past the frame header: a payload as the worker and child see it. */
+        if (size >= sizeof(struct ipc_hdr))
+            check_request_split(buf + sizeof(struct ipc_hdr), size - sizeof(struct ipc_hdr));
     }
     check_recv_spawn(buf, size, size % 2 == 0);
     return 0;

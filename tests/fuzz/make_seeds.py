@@ -33,6 +33,18 @@ requests = {
     "unknown_field": {"script": "x", "extra": 1},
     "unicode": {"script": "def main():\n    return '\u00e9\u4e2d\U0001F600'\n"},
     "big_script": {"script": "#" * 1100},
+    "stdin": {"script": "def main(): return input()", "stdin": "line\n\u00e9"},
+    "stdin_number": {"script": "x", "stdin": 5},
+    "files": {"script": "x", "files": {"a.csv": "x,y\n1,2\n", "d/e/f.bin": {"base64": "AAH/"},
+                                      "g/h": {"base64": "Zm9v\nYmFy"}}},
+    "files_bad_paths": {"script": "x", "files": {"../x": "", "/etc/x": "", "a//b": "", ".": "",
+                                                "1/2/3/4/5/6/7/8/9": "", "out/x": ""}},
+    "files_bad_values": {"script": "x", "files": {"a": [], "b": 1, "c": None, "d": {},
+                                                 "e": {"base64": "!!"}, "f": {"base64": "QQ==", "x": 1}}},
+    "files_conflict": {"script": "x", "files": {"a": "", "a/b": ""}},
+    "files_many": {"script": "x", "files": {f"f{i}": "" for i in range(6)}},
+    "files_big": {"script": "x", "files": {"big": "x" * 1500}},
+    "files_not_object": {"script": "x", "files": ["a"]},
 }
 for name, obj in requests.items():
     write("request", name, json.dumps(obj, ensure_ascii=False))
@@ -46,6 +58,7 @@ write("request", "truncated", '{"script": "def main')
 write("request", "empty", "")
 write("request", "big_int_input", '{"script":"x","input":' + "9" * 400 + "}")
 write("request", "content_type", "application/json; charset=\"utf-8\"")
+write("request", "files_nul_key", '{"script":"x","files":{"a\\u0000b":"y"}}')
 
 # --- http: what a client sends ---------------------------------------------
 def post(body, extra=""):
@@ -79,13 +92,17 @@ write("http", "bare_lf", "GET / HTTP/1.1\nHost: x\n\n")
 def frame(kind, payload=b""):
     return struct.pack("=II", kind, len(payload)) + payload
 
-def req_payload(script, inp=b"", t=1000, m=100):
-    return struct.pack("=IIII", t, m, len(script), len(inp)) + script + inp
+def req_payload(script, inp=b"", t=1000, m=100, stdin=b"", files=()):
+    recs = b"".join(struct.pack("=II", len(p), len(d)) + p + d for p, d in files)
+    return (struct.pack("=IIIIII", t, m, len(script), len(inp), len(stdin), len(recs)) + script + inp
+            + stdin + recs)
 
 write("ipc", "spawn", frame(1, struct.pack("=I", 3)))
 write("ipc", "ready_empty", frame(2))
 write("ipc", "ready_json", frame(2, b'{"pid":12,"versions":{},"sandbox":{}}'))
 write("ipc", "request", frame(3, req_payload(b"def main(): return 1", b"[1,2]")))
+write("ipc", "request_files", frame(3, req_payload(b"x", b"", stdin=b"in\n",
+                                                   files=((b"a.csv", b"1,2\n"), (b"d/b", b"")))))
 write("ipc", "cancel_then_reply", frame(4) + frame(5, struct.pack("=II", 200, 2) + b"ok{}"))
 write("ipc", "result", frame(6, b'{"type":"ok","result":1}'))
 write("ipc", "start", frame(7))
