@@ -189,6 +189,8 @@ static bool utf8_valid(const char *s, size_t len)
     size_t n;
     char *copy = utf8_sanitize(s, len, &n);
     bool same = copy && n == len && !memcmp(copy, s, len);
+    if (copy)
+        explicit_bzero(copy, n);
     free(copy);
     return same;
 }
@@ -236,21 +238,58 @@ static int take_file(struct walk *w, int fd, const struct stat *st, const char *
     return 0;
 }
 
+/* Directory entries are read with getdents64 into a buffer on the stack
+ * that is wiped afterwards, not through readdir, whose buffer goes back to
+ * the heap unwiped: a script's file names must not stay in the worker's
+ * memory for the next child to inherit. */
+#define DENTS_BUF 32768
+
+struct dents {
+    char buf[DENTS_BUF] __attribute__((aligned(8)));
+    long len, pos;
+};
+
+/* The next name in the directory at fd other than "." and "..", or NULL at
+ * its end (or on an error). */
+static const char *next_name(int fd, struct dents *d)
+{
+    for (;;) {
+        if (d->pos >= d->len) {
+            d->len = getdents64(fd, d->buf, sizeof(d->buf));
+            d->pos = 0;
+            if (d->len <= 0)
+                return NULL;
+        }
+        struct dirent64 *e = (struct dirent64 *)(d->buf + d->pos);
+        d->pos += e->d_reclen;
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            return e->d_name;
+    }
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        explicit_bzero(names[i], strlen(names[i]));
+        free(names[i]);
+    }
+    free(names);
+}
+
 /* Walk the directory open at dfd (consumed), whose path below out/ is prefix. */
 static int walk_dir(struct walk *w, int dfd, const char *prefix, int depth)
 {
-    DIR *d = fdopendir(dfd);
-    if (!d) {
+    struct dents *dents = malloc(sizeof(*dents));
+    if (!dents) {
         close(dfd);
-        return 0;
+        return -ENOMEM;
     }
+    dents->len = dents->pos = 0;
     char **names = NULL;
     size_t n = 0, alloc = 0;
     int r = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
+    const char *name;
+    while ((name = next_name(dfd, dents))) {
         if (++w->entries > OUT_MAX_ENTRIES) {
             w->truncated = true;
             break;
@@ -264,18 +303,20 @@ static int walk_dir(struct walk *w, int dfd, const char *prefix, int depth)
             }
             names = bigger;
         }
-        if (!(names[n] = strdup(e->d_name))) {
+        if (!(names[n] = strdup(name))) {
             r = -ENOMEM;
             break;
         }
         n++;
     }
+    explicit_bzero(dents, sizeof(*dents));
+    free(dents);
     if (n)
         qsort(names, n, sizeof(*names), by_name); /* the same tree, the same answer */
 
     for (size_t i = 0; i < n && !r; i++) {
         char path[OUT_PATH_MAX];
-        const char *name = names[i];
+        name = names[i];
         if (now_ms() > w->deadline_ms) {
             w->truncated = true;
             break;
@@ -285,7 +326,7 @@ static int walk_dir(struct walk *w, int dfd, const char *prefix, int depth)
             !utf8_valid(name, strlen(name)))
             continue;
         struct stat st;
-        if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW))
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
             continue;
         if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
             continue; /* symlinks, FIFOs, sockets, devices: never opened */
@@ -294,7 +335,7 @@ static int walk_dir(struct walk *w, int dfd, const char *prefix, int depth)
             continue;
         }
         int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-        int fd = openat(dirfd(d), name, S_ISDIR(st.st_mode) ? flags | O_DIRECTORY : flags);
+        int fd = openat(dfd, name, S_ISDIR(st.st_mode) ? flags | O_DIRECTORY : flags);
         if (fd < 0)
             continue;
         /* What was opened may not be what was stat'ed a moment ago. */
@@ -309,11 +350,10 @@ static int walk_dir(struct walk *w, int dfd, const char *prefix, int depth)
                 r = take_file(w, fd, &st, path);
             close(fd);
         }
+        explicit_bzero(path, sizeof(path));
     }
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    closedir(d);
+    free_names(names, n);
+    close(dfd);
     return r;
 }
 
@@ -333,16 +373,18 @@ bool files_out_pending(const char *tmpdir)
     int out = open_out(tmpdir);
     if (out < 0)
         return false;
-    DIR *d = fdopendir(out);
-    if (!d) {
-        close(out);
-        return false;
-    }
+    /* One entry is enough; d_name is not kept. */
+    char buf[1024] __attribute__((aligned(8)));
     bool any = false;
-    struct dirent *e;
-    while (!any && (e = readdir(d)))
-        any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-    closedir(d);
+    long len;
+    while (!any && (len = getdents64(out, buf, sizeof(buf))) > 0)
+        for (long pos = 0; pos < len && !any;) {
+            struct dirent64 *e = (struct dirent64 *)(buf + pos);
+            pos += e->d_reclen;
+            any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+        }
+    explicit_bzero(buf, sizeof(buf));
+    close(out);
     return any;
 }
 
