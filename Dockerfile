@@ -20,9 +20,10 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
  && strip /build/server/pyexecd
 
 FROM debian:bookworm-slim
-# Charts: Debian's matplotlib (SPEC: importable, Agg backend). Build with
-# --build-arg PYEXEC_CHARTS= for an image without it (see README for sizes).
-ARG PYEXEC_CHARTS=python3-matplotlib
+# Charts: --build-arg PYEXEC_CHARTS=python3-matplotlib adds Debian's
+# matplotlib. Not by default: Debian's fonttools, which it needs, pulls in scipy,
+# sympy and a C++ compiler (pythran), 363 MB -> 1434 MB (README, Warm modules).
+ARG PYEXEC_CHARTS=
 # More Debian packages for scripts to import, space-separated, e.g.
 # --build-arg PYEXEC_EXTRA_PACKAGES="python3-scipy python3-sklearn"; warm them
 # with --preload (PYEXEC_PRELOAD).
