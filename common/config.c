@@ -9,6 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/ipc.h"
+
+_Static_assert(((size_t)CONFIG_BODY_KB_MAX << 10) == IPC_MAX_REQUEST,
+               "the largest body is what a worker reads in one frame");
+
 struct int_opt {
     const char *flag, *env, *help;
     long def, min, max;

@@ -6,6 +6,11 @@
 
 #include <stdio.h>
 
+/* The largest request body: as much as a worker reads in one request frame
+ * (IPC_MAX_REQUEST, checked in config.c), so no accepted body can be one a
+ * worker refuses. */
+#define CONFIG_BODY_KB_MAX 131072
+
 /* X(field, flag, env, default, min, max, help)
  * Per-request fields (timeout_ms, memory_mb) may only lower the server's value:
  * the server's value is the cap. workers = 0 means "one per CPU". */
@@ -22,7 +27,7 @@
     X(memory_mb, "memory-mb", "PYEXEC_MEMORY_MB", 700, 16, 1048576,                                \
       "memory per script (cap for the request's memory_mb)")                                       \
     X(script_kb, "script-kb", "PYEXEC_SCRIPT_KB", 100, 1, 65536, "largest script")                 \
-    X(body_kb, "body-kb", "PYEXEC_BODY_KB", 12288, 1, 1048576,                                     \
+    X(body_kb, "body-kb", "PYEXEC_BODY_KB", 12288, 1, CONFIG_BODY_KB_MAX,                          \
       "largest request body (script, input, stdin, files); larger: 413. Default: 8 MiB of "        \
       "input files as base64 plus the script")                                                     \
     X(output_kb, "output-kb", "PYEXEC_OUTPUT_KB", 1024, 1, 1048576,                                \
@@ -37,6 +42,9 @@
       "most input files in a request; more: 413")                                                  \
     X(output_files_kb, "output-files-kb", "PYEXEC_OUTPUT_FILES_KB", 10240, 0, 1048576,             \
       "total size of the files returned from out/; the rest is left out (truncated)")              \
+    X(namespaces, "namespaces", "PYEXEC_NAMESPACES", 1, 0, 1,                                      \
+      "1: each worker enters the namespaces the host allows (as a normal user, a user namespace "  \
+      "first); 0: none (the temp dir is then measured, not a tmpfs)")                              \
     X(max_connections, "max-connections", "PYEXEC_MAX_CONNECTIONS", 1024, 1, 1000000,              \
       "open client connections; beyond it new ones are closed")                                    \
     X(idle_timeout_ms, "idle-timeout-ms", "PYEXEC_IDLE_TIMEOUT_MS", 30000, 100, 3600000,           \

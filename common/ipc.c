@@ -7,6 +7,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/wipe.h"
+
+/* Frames carry request data: they are freed only wiped (wipe.h). */
+#pragma GCC poison free realloc
+
 long ipc_frame_parse(const char *buf, size_t len, size_t max, struct ipc_hdr *hdr,
                      const char **payload)
 {
@@ -105,10 +110,8 @@ int ipc_read(int fd, size_t max, struct ipc_hdr *hdr, char **payload)
 
 void ipc_free(char *payload, size_t len)
 {
-    if (!payload)
-        return;
-    explicit_bzero(payload, len);
-    free(payload);
+    (void)len; /* wipe_free wipes the whole allocation */
+    wipe_free(payload);
 }
 
 struct spawn_msg {

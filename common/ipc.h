@@ -76,6 +76,10 @@ struct ipc_reply {
 
 /* No frame may claim more than this; a larger len is a protocol error. */
 #define IPC_MAX_PAYLOAD (256u << 20)
+/* The most request data (script, input) an IPC_REQUEST may carry after its
+ * struct ipc_request: what workers and children read; the acceptor refuses
+ * (413) a request whose frame would carry more. */
+#define IPC_MAX_REQUEST (IPC_MAX_PAYLOAD / 2)
 
 /* Look for one whole frame at the start of buf. Returns the bytes it spans
  * (header + payload) and fills *hdr and *payload; 0 when more bytes are

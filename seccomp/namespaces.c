@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 static int enter_net(void)
 {
@@ -80,6 +82,36 @@ int namespaces_enter(const char *scratch_dir, size_t scratch_kb)
     return mount_granted < 0 ? mount_granted : granted | mount_granted;
 }
 
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = write(fd, text, strlen(text));
+    int r = n == (ssize_t)strlen(text) ? 0 : n < 0 ? -errno : -EIO;
+    close(fd);
+    return r;
+}
+
+int namespaces_enter_user(void)
+{
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    char map[64];
+    if (unshare(CLONE_NEWUSER) < 0)
+        return -errno;
+    int r = write_file("/proc/self/setgroups", "deny");
+    if (!r) {
+        snprintf(map, sizeof(map), "%u %u 1", (unsigned)uid, (unsigned)uid);
+        r = write_file("/proc/self/uid_map", map);
+    }
+    if (!r) {
+        snprintf(map, sizeof(map), "%u %u 1", (unsigned)gid, (unsigned)gid);
+        r = write_file("/proc/self/gid_map", map);
+    }
+    return r;
+}
+
 int namespaces_json(unsigned granted, char *buf, size_t len)
 {
     static const struct {
@@ -91,6 +123,7 @@ int namespaces_json(unsigned granted, char *buf, size_t len)
         {NAMESPACES_MOUNT_RO, "mount-ro"},
         {NAMESPACES_SCRATCH_TMPFS, "scratch-tmpfs"},
         {NAMESPACES_PROC_PRIVATE, "proc-hidepid"},
+        {NAMESPACES_USER, "user"},
     };
     const char *sep = "";
     size_t used = 0;

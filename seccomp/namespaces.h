@@ -15,7 +15,15 @@ enum namespaces_granted {
     NAMESPACES_MOUNT_RO = 1 << 2,      /* every mount read-only except scratch_dir */
     NAMESPACES_SCRATCH_TMPFS = 1 << 3, /* scratch_dir is a tmpfs of scratch_kb */
     NAMESPACES_PROC_PRIVATE = 1 << 4,  /* /proc shows a process only to who may ptrace it */
+    NAMESPACES_USER = 1 << 5,          /* a user namespace of its own (started as a normal user) */
 };
+
+/* Started as a normal user, enter a user namespace of the worker's own first
+ * (its uid and gid mapped to themselves, no supplementary groups): it gives
+ * the worker the right to enter the namespaces below, and makes RLIMIT_NPROC
+ * count only the tasks inside it. Call before namespaces_enter. Returns 0, or
+ * -errno when the host refuses unprivileged user namespaces. */
+int namespaces_enter_user(void);
 
 /* Enter what the host grants, skipping silently what it refuses (no
  * CAP_SYS_ADMIN, gVisor, a seccomp profile). scratch_dir must exist: it is

@@ -96,9 +96,9 @@ static const struct rule memory[] = {
     {"membarrier", ANY, 0}, {"get_mempolicy", ANY, 0}, /* read-only NUMA query (OpenBLAS) */
 };
 
-/* Threads are allowed (Python's threading, numpy releasing the GIL). No
- * rlimit counts them: what bounds their number is the memory limit, since
- * each thread's stack is mapped inside RLIMIT_AS (seccomp/rlimits.c). */
+/* Threads are allowed (Python's threading, numpy releasing the GIL); their
+ * number is bounded by RLIMIT_NPROC where the child's uid is its own (see
+ * worker/worker.c), and by the memory limit (each thread's stack) anyway. */
 static const struct rule threads[] = {
     {"clone", THREAD_ONLY, 0},   /* threads yes; fork, vfork, posix_spawn no */
     {"clone3", FAIL_ENOSYS, 0},  /* its flags live in memory BPF cannot read:

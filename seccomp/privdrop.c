@@ -88,6 +88,17 @@ int privdrop_apply(uid_t uid, gid_t gid)
         if (setuid(0) == 0 || getuid() != uid || geteuid() != uid || getegid() != gid)
             goto fail;
     }
+    if (geteuid() != 0 && holds_capabilities()) {
+        /* Started as a normal user, the worker's user namespace gave the
+         * child every capability over that namespace: drop them all. */
+        rc = drop_bounding_and_ambient();
+        if (rc < 0)
+            goto fail;
+        struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+        struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {0};
+        if (syscall(SYS_capset, &hdr, none) < 0)
+            goto fail_errno;
+    }
     rc = -EPERM;
     if (holds_capabilities())
         goto fail;

@@ -61,6 +61,8 @@ int rlimits_apply(const struct rlimits_spec *spec, struct rlimits_base *base)
         r = set_limit(RLIMIT_FSIZE, spec->fsize_kb << 10, spec->fsize_kb << 10);
     if (!r)
         r = set_limit(RLIMIT_NOFILE, spec->nofile, spec->nofile);
+    if (!r && spec->nproc)
+        r = set_limit(RLIMIT_NPROC, spec->nproc, spec->nproc);
     if (!r)
         r = set_limit(RLIMIT_CORE, 0, 0);
     return r;

@@ -12,6 +12,9 @@ struct rlimits_spec {
     uint64_t memory_mb; /* on top of what the child already maps at spawn */
     uint64_t fsize_kb;  /* largest file the script may write */
     uint64_t nofile;    /* open file descriptors */
+    uint64_t nproc;     /* RLIMIT_NPROC: tasks (threads included) of the child's uid;
+                         * 0 leaves it alone (it counts every process of a uid,
+                         * so it bounds one script only where that uid is its own) */
 };
 
 /* What the warm interpreter already uses when the child starts; the memory
@@ -21,7 +24,7 @@ struct rlimits_base {
     uint64_t vm_data; /* bytes, VmData: counted by RLIMIT_DATA */
 };
 
-/* Measure the base, then set CPU, AS, DATA, FSIZE, NOFILE and CORE = 0.
+/* Measure the base, then set CPU, AS, DATA, FSIZE, NOFILE, NPROC and CORE = 0.
  * Returns 0 or -errno. */
 int rlimits_apply(const struct rlimits_spec *spec, struct rlimits_base *base);
 

@@ -82,7 +82,7 @@ static void on_pool_ready(void *data)
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
-    if (selftest_start(srv->pool, srv->cfg.workers, dir, on_selftest_done, srv))
+    if (selftest_start(srv->pool, srv->cfg.workers, dir, srv->cfg.memory_mb, on_selftest_done, srv))
         fail_start(srv);
 }
 

@@ -132,6 +132,15 @@ static void route_execute(struct server *srv, struct http_conn *c, struct http_r
         free(x);
         return respond_error(c, req, 500, "internal", "", "Out of memory.");
     }
+    /* The body fit, but re-encoded (1e300 in the input is 1.0000000000000001e+300
+     * to the script) it may not fit what a worker reads. */
+    if (x->job.frame_len - sizeof(struct ipc_request) > IPC_MAX_REQUEST) {
+        free(x->job.frame);
+        free(x);
+        return respond_error(c, req, 413, "payload_too_large", "",
+                             "The script and input, as the script would receive them, are over "
+                             "the largest request a worker takes (128 MiB).");
+    }
     x->srv = srv;
     x->conn = c;
     x->req = req;

@@ -86,7 +86,13 @@ static void on_answer(struct pool_job *job, int status, const char *type, const 
     free(t);
 }
 
-int selftest_start(struct pool *p, unsigned workers, const char *forbidden_dir,
+/* The probe's own wall-clock allowance: the worker takes it as is (only the
+ * acceptor holds client requests to --timeout-ms), so a server configured
+ * with a limit too short for any script still passes its check. Its memory
+ * is the server's cap, which the child cannot exceed. */
+#define PROBE_TIMEOUT_MS 10000
+
+int selftest_start(struct pool *p, unsigned workers, const char *forbidden_dir, uint32_t memory_mb,
                    void (*done)(bool ok, const char *why, void *data), void *data)
 {
     struct selftest *t = calloc(1, sizeof(*t));
@@ -108,8 +114,9 @@ int selftest_start(struct pool *p, unsigned workers, const char *forbidden_dir,
     for (unsigned i = 0; i < workers; i++) {
         jobs[i].t = t;
         jobs[i].job.done = on_answer;
-        jobs[i].job.frame = ipc_request_new(10000, 256, probe_script, strlen(probe_script), input,
-                                            strlen(input), &jobs[i].job.frame_len);
+        jobs[i].job.frame =
+            ipc_request_new(PROBE_TIMEOUT_MS, memory_mb, probe_script, strlen(probe_script), input,
+                            strlen(input), &jobs[i].job.frame_len);
         /* Submitted together, one lands on each idle worker. */
         if (!jobs[i].job.frame || pool_submit(p, &jobs[i].job)) {
             free(jobs[i].job.frame);

@@ -38,6 +38,10 @@
 #include "common/jsontext.h"
 #include "worker/files.h"
 #include "worker/singlefork.h"
+#include "common/wipe.h"
+
+/* A child inherits this process's memory: free only through wipe_free (wipe.h). */
+#pragma GCC poison free realloc
 
 enum { FD_REQUEST = 0, FD_STDOUT = 1, FD_STDERR = 2, FD_RESULT = 3 };
 
@@ -136,7 +140,7 @@ static char *inputs_failed(const char *why, size_t *len)
     size_t n;
     char *clean = utf8_sanitize(msg, strlen(msg), &n);
     json_t *o = clean ? json_pack("{s:s,s:s}", "type", "exception", "error", clean) : NULL;
-    free(clean);
+    wipe_free(clean);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (text)
@@ -149,7 +153,7 @@ static _Noreturn void child_run_request(const struct child_params *p,
 {
     struct ipc_hdr hdr;
     char *payload;
-    size_t max = sizeof(struct ipc_request) + IPC_MAX_PAYLOAD / 2;
+    size_t max = sizeof(struct ipc_request) + IPC_MAX_REQUEST;
     if (ipc_read(FD_REQUEST, max, &hdr, &payload) || hdr.kind != IPC_REQUEST ||
         hdr.len < sizeof(struct ipc_request))
         _exit(0); /* the worker dropped its spare */
@@ -241,7 +245,7 @@ int child_spawn(const struct child_params *p, struct child *c)
     /* pipes[i][0] read end, [1] write end; the child gets req's read end and
      * the write ends of out, err and res. */
     int pipes[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
-    int r = tmpdir_create(c->tmpdir, p->scratch, p->uid, p->gid);
+    int r = tmpdir_create(c->tmpdir, p->scratch, p->uid, p->gid, p->tmpfs_kb);
     if (r)
         return r;
     for (int i = 0; i < 4; i++) {

@@ -19,6 +19,7 @@ struct child_params {
     gid_t gid;
     size_t result_cap;         /* bytes of result JSON */
     const char *scratch;       /* the worker's dir in which each child gets its temp dir */
+    size_t tmpfs_kb;           /* > 0: each temp dir is a tmpfs of this size (tmpdir.h) */
     struct policy_prog policy; /* compiled once by the worker */
 };
 

@@ -1,10 +1,74 @@
 /* The worker's dying children. See dying.h. */
 #include "worker/dying.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "worker/reap.h"
 #include "worker/tmpdir.h"
+#include "common/wipe.h"
+
+/* A child inherits this process's memory: free only through wipe_free (wipe.h). */
+#pragma GCC poison free realloc
+
+/* A temp dir that cannot be removed would take from every later request's
+ * cap (or the host's disk): say why; the worker then exits, to be replaced
+ * (the template removes its scratch dir). */
+static void cannot_remove(struct dying *d, const char *path, int err)
+{
+    fprintf(stderr, "pyexecd: worker %d: cannot remove %s: %s; this worker is replaced\n", getpid(),
+            path, strerror(-err));
+    d->broken = true;
+}
+
+static void reap_removers(struct dying *d, bool block)
+{
+    for (int i = 0; i < d->nremovers;) {
+        int st;
+        pid_t r = reap_wait(d->removers[i], block ? 0 : WNOHANG, &st, NULL);
+        if (r == 0) {
+            i++;
+            continue;
+        }
+        if (r < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+            cannot_remove(d, "a temp dir", -EIO); /* the remover said which */
+        d->removers[i] = d->removers[--d->nremovers];
+    }
+}
+
+/* reaped: no write of the child's can still be in flight. */
+static void remove_tmpdir(struct dying *d, const char *path, bool reaped)
+{
+    if (d->tmpfs) {
+        /* Unmounted now, freed by the kernel once the child is gone. */
+        int r = tmpdir_remove(path);
+        if (r && reaped)
+            cannot_remove(d, path, r);
+        return;
+    }
+    if (!reaped)
+        return;
+    if (d->nremovers == DYING_MAX)
+        reap_removers(d, true);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int r = tmpdir_remove(path);
+        if (r)
+            fprintf(stderr, "pyexecd: worker %d: cannot remove %s: %s\n", getppid(), path,
+                    strerror(-r));
+        _exit(r ? 1 : 0);
+    }
+    if (pid > 0) {
+        d->removers[d->nremovers++] = pid;
+        return;
+    }
+    int r = tmpdir_remove(path); /* no process to spare: here, then */
+    if (r)
+        cannot_remove(d, path, r);
+}
 
 void dying_reap(struct dying *d, bool block)
 {
@@ -15,13 +79,20 @@ void dying_reap(struct dying *d, bool block)
             i++;
             continue;
         }
-        tmpdir_remove(d->children[i].tmpdir);
+        remove_tmpdir(d, d->children[i].tmpdir, true);
         d->children[i] = d->children[--d->n];
     }
+    reap_removers(d, block);
+}
+
+void dying_gone(struct dying *d, const struct child *c)
+{
+    remove_tmpdir(d, c->tmpdir, true);
 }
 
 void dying_add(struct dying *d, const struct child *c)
 {
+    remove_tmpdir(d, c->tmpdir, false);
     if (d->n == DYING_MAX)
         dying_reap(d, true);
     d->children[d->n++] = *c;

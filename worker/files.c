@@ -32,6 +32,10 @@
 #include "common/base64.h"
 #include "common/ipc.h"
 #include "common/jsontext.h"
+#include "common/wipe.h"
+
+/* A child inherits this process's memory: free only through wipe_free (wipe.h). */
+#pragma GCC poison free realloc
 
 /* Bounds on the walk of out/: a script can make a million entries or nest
  * directories thousands deep; the worker looks at this much and no more. */
@@ -191,7 +195,7 @@ static bool utf8_valid(const char *s, size_t len)
     bool same = copy && n == len && !memcmp(copy, s, len);
     if (copy)
         explicit_bzero(copy, n);
-    free(copy);
+    wipe_free(copy);
     return same;
 }
 
@@ -229,8 +233,8 @@ static int take_file(struct walk *w, int fd, const struct stat *st, const char *
         explicit_bzero(text, base64_encoded_len(got));
     }
     explicit_bzero(data, got);
-    free(data);
-    free(text);
+    wipe_free(data);
+    wipe_free(text);
     if (!entry || json_object_set_new(w->files, path, entry))
         return -ENOMEM;
     w->bytes += got;
@@ -271,9 +275,9 @@ static void free_names(char **names, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         explicit_bzero(names[i], strlen(names[i]));
-        free(names[i]);
+        wipe_free(names[i]);
     }
-    free(names);
+    wipe_free(names);
 }
 
 /* Walk the directory open at dfd (consumed), whose path below out/ is prefix. */
@@ -296,11 +300,14 @@ static int walk_dir(struct walk *w, int dfd, const char *prefix, int depth)
         }
         if (n == alloc) {
             alloc = alloc ? alloc * 2 : 16;
-            char **bigger = realloc(names, alloc * sizeof(*names));
+            char **bigger = malloc(alloc * sizeof(*names));
             if (!bigger) {
                 r = -ENOMEM;
                 break;
             }
+            if (n)
+                memcpy(bigger, names, n * sizeof(*names));
+            wipe_free(names);
             names = bigger;
         }
         if (!(names[n] = strdup(name))) {
@@ -310,7 +317,7 @@ static int walk_dir(struct walk *w, int dfd, const char *prefix, int depth)
         n++;
     }
     explicit_bzero(dents, sizeof(*dents));
-    free(dents);
+    wipe_free(dents);
     if (n)
         qsort(names, n, sizeof(*names), by_name); /* the same tree, the same answer */
 

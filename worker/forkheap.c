@@ -23,6 +23,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include "common/wipe.h"
+
+/* A child inherits this process's memory: free only through wipe_free (wipe.h). */
+#pragma GCC poison free realloc
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25 /* Linux 6.1 */
@@ -42,7 +46,7 @@ static size_t drain_size(size_t size, uintptr_t top, size_t budget)
         if (!p)
             break;
         if ((uintptr_t)p >= top) {
-            free(p); /* fresh memory: the next allocation of this size reuses it */
+            wipe_free(p); /* fresh memory: the next allocation of this size reuses it */
             break;
         }
         taken += malloc_usable_size(p);

@@ -3,6 +3,10 @@
 
 #include <errno.h>
 #include <sys/wait.h>
+#include "common/wipe.h"
+
+/* A child inherits this process's memory: free only through wipe_free (wipe.h). */
+#pragma GCC poison free realloc
 
 pid_t reap_wait(pid_t pid, int flags, int *status, struct rusage *ru)
 {

@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include "common/wipe.h"
+
+/* A child inherits this process's memory: free only through wipe_free (wipe.h). */
+#pragma GCC poison free realloc
 
 /* The error types a child may report; anything else is forged. */
 static const char *const script_types[] = {
@@ -28,8 +32,7 @@ static json_t *capture_string(const struct capture *c)
     if (!clean)
         return NULL;
     json_t *j = json_stringn(clean, n);
-    explicit_bzero(clean, n);
-    free(clean);
+    wipe_free(clean);
     return j;
 }
 
@@ -225,7 +228,7 @@ int reply_build(const struct run *run, const struct reply_limits *lim, struct re
         return -ENOMEM;
     if (raw) {
         out->body = splice_result(raw, raw_len, dumped, &out->len);
-        free(dumped);
+        wipe_free(dumped);
     } else {
         out->body = dumped;
         out->len = strlen(dumped);

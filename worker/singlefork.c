@@ -6,6 +6,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "common/wipe.h"
+
+/* A child inherits this process's memory: free only through wipe_free (wipe.h). */
+#pragma GCC poison free realloc
 
 /* Field 20 of /proc/self/stat is num_threads, counted after the ")" that
  * ends the command name (which may itself hold spaces and parentheses). */

@@ -39,12 +39,17 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/wipe.h"
+
+/* A child inherits this process's memory: free only through wipe_free (wipe.h). */
+#pragma GCC poison free realloc
 
 #include "worker/reap.h"
 
 /* A child that has not said READY within this long is broken. */
 #define READY_TIMEOUT_MS 10000
-/* How often the temp dir is measured where nothing else caps it. */
+/* How often the temp dir is measured where nothing else caps it (or less
+ * often, when measuring takes more than a tenth of that). */
 #define DISK_CHECK_MS 10
 
 static double now_ms(void)
@@ -75,8 +80,7 @@ static int buf_append(struct capture *b, const char *data, size_t len)
         if (!bigger)
             return -ENOMEM;
         memcpy(bigger, b->data, b->len);
-        explicit_bzero(b->data, b->len);
-        free(b->data);
+        wipe_free(b->data);
         b->data = bigger;
         b->alloc = b->cap;
     }
@@ -154,7 +158,7 @@ static int wait_ready(struct child *c, struct run *run)
             break;
         }
     }
-    free(frame.data);
+    wipe_free(frame.data);
     return r;
 }
 
@@ -226,7 +230,10 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
                 run->end = RUN_DISK_FULL;
                 break;
             }
-            next_disk_check = now + DISK_CHECK_MS;
+            /* A tree of many files takes the worker a while to measure: the
+             * checks may take a tenth of its time at most, not all of it. */
+            double spent = now_ms() - now;
+            next_disk_check = now + (spent * 10 > DISK_CHECK_MS ? spent * 10 : DISK_CHECK_MS);
         }
         if (sp->disk_cap > 0 && left > next_disk_check - now)
             left = (int)(next_disk_check - now) + 1;
@@ -270,9 +277,7 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             break;
         }
     }
-    if (res.data)
-        explicit_bzero(res.data, res.len);
-    free(res.data);
+    wipe_free(res.data);
 
     if (!run->reaped)
         kill_and_reap(c, run);
@@ -322,13 +327,9 @@ void run_free(struct run *run)
 {
     struct capture *bufs[] = {&run->out, &run->err};
     for (int i = 0; i < 2; i++) {
-        if (bufs[i]->data)
-            explicit_bzero(bufs[i]->data, bufs[i]->len);
-        free(bufs[i]->data);
+        wipe_free(bufs[i]->data);
         bufs[i]->data = NULL;
     }
-    if (run->result)
-        explicit_bzero(run->result, run->result_len);
-    free(run->result);
+    wipe_free(run->result);
     run->result = NULL;
 }

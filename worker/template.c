@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,23 +18,93 @@
 #include "worker/singlefork.h"
 #include "worker/tmpdir.h"
 #include "worker/worker.h"
+#include "common/wipe.h"
+
+/* A child inherits this process's memory: free only through wipe_free (wipe.h). */
+#pragma GCC poison free realloc
 
 static void on_sigchld(int sig)
 {
     (void)sig; /* only to interrupt recvmsg */
 }
 
+/* Each live worker's scratch dir: made here with a random name before the
+ * fork, removed here once the worker is reaped (a worker in its own mount
+ * namespace cannot remove the host's copy itself). Only these are removed:
+ * never a path guessed from a pid. */
+#define MAX_SCRATCH 512 /* workers, and replacements forked before the old is reaped */
+
+static struct {
+    pid_t pid;
+    char path[TMPDIR_PATH_MAX];
+} scratch[MAX_SCRATCH];
+
+static int scratch_make(char path[TMPDIR_PATH_MAX])
+{
+    snprintf(path, TMPDIR_PATH_MAX, "/tmp/pyexec-XXXXXX");
+    if (!mkdtemp(path))
+        return -errno;
+    if (chmod(path, 0711)) { /* the children, under other uids, pass through it */
+        int r = -errno;
+        rmdir(path);
+        return r;
+    }
+    return 0;
+}
+
+static void scratch_remove(pid_t pid)
+{
+    for (int i = 0; i < MAX_SCRATCH; i++) {
+        if (scratch[i].pid != pid)
+            continue;
+        int r = tmpdir_remove(scratch[i].path);
+        if (r)
+            fprintf(stderr, "pyexecd: template: cannot remove %s: %s\n", scratch[i].path,
+                    strerror(-r));
+        scratch[i].pid = 0;
+        return;
+    }
+}
+
 /* Reap workers (and orphans of dead workers) and remove the workers' scratch
- * dirs (a worker in its own mount namespace cannot remove the host's copy of
- * it itself). */
+ * dirs. */
 static void reap_workers(bool block)
 {
     pid_t pid;
-    while ((pid = reap_wait(-1, block ? 0 : WNOHANG, NULL, NULL)) > 0) {
-        char scratch[64];
-        snprintf(scratch, sizeof(scratch), "/tmp/pyexec-%d", pid);
-        tmpdir_remove(scratch);
+    while ((pid = reap_wait(-1, block ? 0 : WNOHANG, NULL, NULL)) > 0)
+        scratch_remove(pid);
+}
+
+/* Fork a worker on chan with a fresh scratch dir. */
+static void spawn_worker(int ctl, int chan, uint32_t slot, const struct config *cfg,
+                         const char *versions)
+{
+    int free_slot = -1;
+    for (int i = 0; i < MAX_SCRATCH && free_slot < 0; i++)
+        if (!scratch[i].pid)
+            free_slot = i;
+    int r = free_slot < 0 ? -EMFILE : scratch_make(scratch[free_slot].path);
+    if (r) {
+        fprintf(stderr, "pyexecd: template: no scratch dir for a worker: %s\n", strerror(-r));
+        return; /* the channel closes: the acceptor sees EOF and retries */
     }
+    pid_t pid = singlefork();
+    if (pid == 0) {
+        close(ctl);
+        struct worker_args a = {.cfg = cfg,
+                                .chan = chan,
+                                .slot = slot,
+                                .template_pid = getppid(),
+                                .versions = versions,
+                                .scratch = scratch[free_slot].path};
+        worker_main(&a);
+    }
+    if (pid < 0) {
+        fprintf(stderr, "pyexecd: template: fork: %s\n", strerror(errno));
+        rmdir(scratch[free_slot].path);
+        return;
+    }
+    scratch[free_slot].pid = pid;
 }
 
 static _Noreturn void template_exit(int code)
@@ -94,18 +165,7 @@ _Noreturn void template_main(int ctl, const struct config *cfg)
             fprintf(stderr, "pyexecd: template: bad spawn request: %s\n", strerror(-r));
             template_exit(1);
         }
-        pid_t pid = singlefork();
-        if (pid == 0) {
-            close(ctl);
-            struct worker_args a = {.cfg = cfg,
-                                    .chan = chan,
-                                    .slot = slot,
-                                    .template_pid = getppid(),
-                                    .versions = versions};
-            worker_main(&a);
-        }
-        if (pid < 0)
-            fprintf(stderr, "pyexecd: template: fork: %s\n", strerror(errno));
+        spawn_worker(ctl, chan, slot, cfg, versions);
         close(chan); /* a failed fork closes the channel: the acceptor sees EOF and retries */
         reap_workers(false);
     }

@@ -1,23 +1,42 @@
 /* The private temp dir of one child: made by the worker before the fork,
- * owned by the sandbox uid, removed after the child is reaped without ever
- * following a link the script planted. Runs in the worker. */
+ * owned by the sandbox uid, removed after the child is done without ever
+ * following a link the script planted. Where the worker may mount, each temp
+ * dir is a tmpfs of its own, so the kernel caps its bytes and files and
+ * unmounting takes all of it at once; elsewhere it is a plain directory that
+ * supervise.c measures and this file removes entry by entry. Runs in the
+ * worker. */
 #ifndef PYEXEC_TMPDIR_H
 #define PYEXEC_TMPDIR_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 #define TMPDIR_PATH_MAX 128
+/* Files and directories one temp dir may hold: a tmpfs's nr_inodes, or where
+ * there is none, a tree measured bigger counts as over any byte cap. Bounds
+ * the kernel memory a script's empty files cost and the worker's time to
+ * measure and remove them. */
+#define TMPDIR_MAX_ENTRIES 10000
 
-/* Make a fresh 0700 directory under base; chown it to uid/gid when they are
- * not -1. path receives its name. Returns 0 or -errno. */
-int tmpdir_create(char path[TMPDIR_PATH_MAX], const char *base, uid_t uid, gid_t gid);
+/* Make a fresh 0700 directory under base with a random name (mkdtemp), owned
+ * by uid/gid when they are not -1. When tmpfs_kb > 0, mount a tmpfs of that
+ * many KiB and TMPDIR_MAX_ENTRIES inodes on it (the caller must be allowed to
+ * mount). A scratch dir a script made unwritable (possible only under the
+ * worker's own uid) gets its mode back. path receives its name. Returns 0 or
+ * -errno. */
+int tmpdir_create(char path[TMPDIR_PATH_MAX], const char *base, uid_t uid, gid_t gid,
+                  size_t tmpfs_kb);
 
 /* Bytes the directory holds (allocated blocks, every file and subdirectory),
  * counted until they pass limit: the return value is then > limit. A tree of
- * more than 10,000 entries counts as over any limit. Negative: -errno. */
+ * more than TMPDIR_MAX_ENTRIES entries counts as over any limit. Negative:
+ * -errno. */
 long long tmpdir_usage(const char *path, long long limit);
 
-/* Remove the directory and everything in it. Returns 0 or -errno. */
+/* Remove the directory and everything in it, at any depth (a tmpfs of its own
+ * is unmounted, lazily when a dying child still uses it). A directory the
+ * script made unreadable is made readable again first, where the worker owns
+ * it. Returns 0 (also when it is already gone) or -errno. */
 int tmpdir_remove(const char *path);
 
 #endif

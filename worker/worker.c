@@ -1,16 +1,16 @@
 /* The worker process. See pool.c for how it fits with the others.
  *
  * Memory hygiene: every child inherits the worker's memory. So no request's
- * script, input, output or result may be left readable in the worker when it
- * forks: buffers are wiped (explicit_bzero) before they are freed, jansson's
- * allocator wipes too, the request frame is wiped once the child has it, and
- * the next child is forked only once the reply is out. */
+ * script, input, output, result or numbers may be left readable in the worker
+ * when it forks (common/wipe.h): every buffer is freed through wipe_free
+ * (jansson's too), the request frame as soon as the child has it, and the next
+ * child is forked only once the reply is out, serve() has returned and the
+ * stack below the loop is wiped. */
 #include "worker/worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +33,13 @@
 #include "common/ipc.h"
 #include "worker/reply.h"
 #include "worker/supervise.h"
+#include "common/wipe.h"
+
+/* A child inherits this process's memory: free only through wipe_free (wipe.h). */
+#pragma GCC poison free realloc
+
+/* Threads one script may run, its main thread included (RLIMIT_NPROC). */
+#define CHILD_MAX_THREADS 64
 
 struct worker {
     const struct config *cfg;
@@ -41,11 +48,11 @@ struct worker {
     struct child_params params;
     struct child spare;
     bool have_spare;
-    uint32_t fork_us;   /* the last spare's fork, for the acceptor's metrics */
-    struct dying dying; /* children killed after their reply, not yet reaped */
-    char scratch[64];   /* where the children's temp dirs are made */
-    char sandbox[512];  /* sandbox_status_json, for the acceptor's /health */
-    long long disk_cap; /* > 0: no tmpfs caps the temp dirs, supervise does */
+    uint32_t fork_us;              /* the last spare's fork, for the acceptor's metrics */
+    struct dying dying;            /* what is left of finished requests (dying.h) */
+    char scratch[TMPDIR_PATH_MAX]; /* where the children's temp dirs are made */
+    char sandbox[512];             /* sandbox_status_json, for the acceptor's /health */
+    long long disk_cap;            /* > 0: no tmpfs caps the temp dirs, supervise does */
 };
 
 static int sigchld_write_fd = -1;
@@ -58,18 +65,6 @@ static void on_sigchld(int sig)
         /* the pipe is full: a wake-up is already pending */
     }
     errno = saved;
-}
-
-static void *wiping_malloc(size_t n)
-{
-    return malloc(n);
-}
-
-static void wiping_free(void *p)
-{
-    if (p)
-        explicit_bzero(p, malloc_usable_size(p));
-    free(p);
 }
 
 static uint64_t monotonic_us(void)
@@ -94,14 +89,10 @@ static void retire(struct worker *w, struct child *c, const struct run *run)
 {
     child_close_fds(c);
     if (run->reaped) {
-        tmpdir_remove(c->tmpdir);
+        dying_gone(&w->dying, c);
         return;
     }
     kill(c->pid, SIGKILL);
-    /* Its files go now, not once it is reaped: the next child shares the
-     * scratch dir's size cap. Whatever a write still in flight adds is removed
-     * again when the child is reaped. */
-    tmpdir_remove(c->tmpdir);
     dying_add(&w->dying, c);
 }
 
@@ -133,8 +124,10 @@ static void collect_out_files(struct worker *w, struct child *c, struct run *run
     }
 }
 
-/* Run one request frame (consumed: wiped and freed) and send its reply. */
-static int serve(struct worker *w, char *frame, size_t len)
+/* Run one request frame (consumed: wiped and freed) and send its reply. Never
+ * inlined: its locals (limits, lengths) must die below the loop's frame, where
+ * wipe_stack reaches, not live on in it. */
+static __attribute__((noinline)) int serve(struct worker *w, char *frame, size_t len)
 {
     struct ipc_request rq;
     memcpy(&rq, frame, sizeof(rq));
@@ -184,19 +177,11 @@ static int serve(struct worker *w, char *frame, size_t len)
     int r = reply_build(&run, &lim, &rep);
     if (!r)
         r = send_reply(w, &rep);
-    if (rep.body)
-        explicit_bzero(rep.body, rep.len);
-    free(rep.body);
+    wipe_free(rep.body);
     files_out_free(&files);
     if (run.end != RUN_SETUP_FAILED)
         retire(w, &c, &run);
     run_free(&run);
-    /* The next spare is forked only now: after the reply, so the fork (about
-     * a millisecond of page-table copying) is never on this request's path,
-     * and after every buffer of this request was wiped, so the new child
-     * inherits none of it. The acceptor sends its next request to the worker
-     * idle the longest, which has long finished its own fork. */
-    spawn_spare(w);
     return r;
 }
 
@@ -209,7 +194,7 @@ static int send_ready(struct worker *w, const char *versions)
         return -ENOMEM;
     struct iovec part = {msg, n};
     int r = ipc_write(w->chan, IPC_READY, &part, 1);
-    free(msg);
+    wipe_free(msg);
     return r;
 }
 
@@ -226,10 +211,31 @@ static int wait_for_frame(struct worker *w)
             while (read(w->sigchld[0], sink, sizeof(sink)) > 0)
                 ;
             dying_reap(&w->dying, false);
+            if (w->dying.broken)
+                return -EIO; /* exit, to be replaced */
         }
         if (pfd[0].revents)
             return 0;
     }
+}
+
+/* Where the worker may mount (a mount namespace of its own), each temp dir is
+ * a tmpfs of its own, capped in bytes and files by the kernel and gone at
+ * once when unmounted: one is tried here. Elsewhere supervise measures the
+ * temp dir against the cap. */
+static void choose_tmpdir_cap(struct worker *w, int ns)
+{
+    size_t kb = w->cfg->tmp_kb ? (size_t)w->cfg->tmp_kb : 4; /* tmpfs size=0: unlimited */
+    char probe[TMPDIR_PATH_MAX];
+    if ((ns & (NAMESPACES_SCRATCH_TMPFS | NAMESPACES_MOUNT_RO)) &&
+        !tmpdir_create(probe, w->scratch, w->params.uid, w->params.gid, kb) &&
+        !tmpdir_remove(probe)) {
+        w->params.tmpfs_kb = kb;
+        w->dying.tmpfs = true;
+        return;
+    }
+    /* A cap of 0 KiB: one byte, so even a directory is over it. */
+    w->disk_cap = w->cfg->tmp_kb ? (long long)w->cfg->tmp_kb << 10 : 1;
 }
 
 static int worker_setup(struct worker *w, const struct worker_args *a)
@@ -239,7 +245,7 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
         return -ESRCH;
     if (prctl(PR_SET_DUMPABLE, 0)) /* inherited from the template; said again: see template.c */
         return -errno;
-    json_set_alloc_funcs(wiping_malloc, wiping_free);
+    json_set_alloc_funcs(malloc, wipe_free);
 
     if (pipe2(w->sigchld, O_CLOEXEC | O_NONBLOCK))
         return -errno;
@@ -267,6 +273,11 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
             return -EINVAL;
         w->params.uid -= a->slot;
         w->params.gid -= a->slot;
+        /* That uid is this worker's children's alone, so RLIMIT_NPROC counts
+         * the running script's threads (and, for a moment, those of the one
+         * before it, still dying). Run as a normal user it would count every
+         * process of that user: set then only inside a user namespace. */
+        w->params.limits.nproc = CHILD_MAX_THREADS;
     }
 
     int r = policy_compile(&w->params.policy); /* each child loads it in microseconds */
@@ -274,23 +285,27 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
         return r;
 
     /* Entered once here, so every child inherits them at no cost per request. */
-    snprintf(w->scratch, sizeof(w->scratch), "/tmp/pyexec-%d", getpid()); /* see template.c */
-    r = mkdir(w->scratch, 0711) ? -errno : 0;
-    if (r == -EEXIST) {
-        /* Left by a process that had our pid before (pids are reused), or
-         * planted: remove it (never following a link) and make our own. */
-        if (tmpdir_remove(w->scratch))
-            unlink(w->scratch);
-        r = mkdir(w->scratch, 0711) ? -errno : 0;
-    }
-    if (r)
-        return r;
+    if (snprintf(w->scratch, sizeof(w->scratch), "%s", a->scratch) >= (int)sizeof(w->scratch))
+        return -ENAMETOOLONG;
     w->params.scratch = w->scratch;
-    int ns = namespaces_enter(w->scratch, cfg->tmp_kb);
-    if (ns < 0)
-        return ns;
-    if (!(ns & NAMESPACES_SCRATCH_TMPFS)) /* no tmpfs of tmp_kb: measure instead */
-        w->disk_cap = (long long)cfg->tmp_kb << 10;
+    int ns = 0;
+    if (cfg->namespaces && geteuid() != 0 && !namespaces_enter_user()) {
+        ns = NAMESPACES_USER;
+        /* RLIMIT_NPROC now counts the tasks of our uid inside our user
+         * namespace only: this worker (one) and its children. */
+        w->params.limits.nproc = CHILD_MAX_THREADS + 1;
+    }
+    if (cfg->namespaces) {
+        int granted = namespaces_enter(w->scratch, cfg->tmp_kb);
+        if (granted < 0)
+            return granted;
+        ns |= granted;
+    }
+    /* The worker's cwd shows where its children's temp dirs are (operators,
+     * tests: /proc/PID/cwd), as the worker sees it. */
+    if (chdir(w->scratch))
+        return -errno;
+    choose_tmpdir_cap(w, ns);
     struct sandbox_status st;
     sandbox_status_probe(&st, w->params.uid, w->params.gid, ns);
     if (sandbox_status_json(&st, w->sandbox, sizeof(w->sandbox)) < 0)
@@ -317,13 +332,22 @@ _Noreturn void worker_main(const struct worker_args *a)
         char *frame;
         if (wait_for_frame(&w))
             break;
-        r = ipc_read(w.chan, sizeof(struct ipc_request) + IPC_MAX_PAYLOAD / 2, &hdr, &frame);
+        r = ipc_read(w.chan, sizeof(struct ipc_request) + IPC_MAX_REQUEST, &hdr, &frame);
         if (r)
             break; /* the acceptor closed the channel: shut down */
         if (hdr.kind == IPC_REQUEST && hdr.len >= sizeof(struct ipc_request)) {
             dying_reap(&w.dying, false); /* never waits: a dying child is reaped later */
-            if (serve(&w, frame, hdr.len))
+            if (serve(&w, frame, hdr.len) || w.dying.broken)
                 break;
+            /* The next spare is forked only now: after the reply, so the fork
+             * (about a millisecond of page-table copying) is never on this
+             * request's path, and after every buffer and stack frame of this
+             * request was wiped, so the new child inherits none of it. The
+             * acceptor sends its next request to the worker idle the longest,
+             * which has long finished its own fork. */
+            explicit_bzero(&hdr, sizeof(hdr));
+            wipe_stack();
+            spawn_spare(&w);
         } else {
             ipc_free(frame, hdr.len); /* a CANCEL for a request already answered */
         }
@@ -334,6 +358,5 @@ _Noreturn void worker_main(const struct worker_args *a)
         dying_add(&w.dying, &w.spare);
     }
     dying_reap(&w.dying, true);
-    rmdir(w.scratch);
-    _exit(0);
+    _exit(0); /* the template removes the scratch dir */
 }

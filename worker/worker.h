@@ -15,6 +15,7 @@ struct worker_args {
     unsigned slot;        /* its index in the pool, 0..workers-1 */
     pid_t template_pid;   /* the parent: the worker dies with it */
     const char *versions; /* embed_versions_json() */
+    const char *scratch;  /* its own dir, made (and removed) by the template */
 };
 
 _Noreturn void worker_main(const struct worker_args *a);

@@ -203,12 +203,10 @@ def worker_pids(server):
 
 
 def scratch(worker):
-    """The worker's scratch dir, where its children's temp dirs are, seen
-    through the worker's own root: started as root, each worker has a mount
-    namespace with a tmpfs on this dir that the host's /tmp does not show."""
-    if os.geteuid() != 0:
-        return f"/tmp/pyexec-{worker}"  # no mount namespace without privilege
-    return f"/proc/{worker}/root/tmp/pyexec-{worker}"
+    """The worker's scratch dir, where its children's temp dirs are, as the
+    worker sees it (its cwd): with a mount namespace of its own, a tmpfs on
+    that dir which the host's /tmp does not show."""
+    return f"/proc/{worker}/cwd"
 
 
 def temp_dirs(worker):

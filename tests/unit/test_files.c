@@ -27,7 +27,7 @@ static char dir[TMPDIR_PATH_MAX];
 static int setup(void **state)
 {
     (void)state;
-    if (tmpdir_create(dir, "/tmp", (uid_t)-1, (gid_t)-1))
+    if (tmpdir_create(dir, "/tmp", (uid_t)-1, (gid_t)-1, 0))
         return -1;
     char out[256];
     snprintf(out, sizeof(out), "%s/out", dir);

@@ -1,0 +1,56 @@
+/* Wiping before freeing and before forking. See wipe.h. */
+#include "common/wipe.h"
+
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void wipe_free(void *p)
+{
+    if (!p)
+        return;
+    explicit_bzero(p, malloc_usable_size(p));
+    free(p);
+}
+
+/* The low end of the [stack] mapping: the stack never shrinks, so this is the
+ * deepest any call ever went. 0 when there is no such line. */
+static __attribute__((noinline)) uintptr_t stack_floor(void)
+{
+    uintptr_t lo = 0, hi;
+    char line[512];
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (!maps)
+        return 0;
+    while (fgets(line, sizeof(line), maps))
+        if (strstr(line, "[stack]") && sscanf(line, "%lx-%lx", &lo, &hi) == 2)
+            break;
+    fclose(maps);
+    return lo;
+}
+
+/* Without /proc: as much as the worker's deepest call chain can use. */
+#define FALLBACK_DEPTH (512u << 10)
+
+static __attribute__((noinline)) void wipe_fallback(void)
+{
+    volatile char pad[FALLBACK_DEPTH];
+    explicit_bzero((char *)pad, sizeof(pad));
+}
+
+/* No instrumentation: the words written are below the stack pointer, where
+ * no frame is live and a sanitizer's shadow may still mark old frames. */
+__attribute__((noinline, no_sanitize_address)) void wipe_stack(void)
+{
+    uintptr_t floor = stack_floor();
+    /* A page of room for this frame and the red zone below it. */
+    uintptr_t top = ((uintptr_t)__builtin_frame_address(0) - 4096) & ~(uintptr_t)7;
+    if (!floor || top <= floor) {
+        wipe_fallback();
+        return;
+    }
+    for (volatile uint64_t *w = (volatile uint64_t *)floor; (uintptr_t)w < top; w++)
+        *w = 0;
+}
