@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -99,8 +100,12 @@ int namespaces_enter_user(void)
     gid_t gid = getegid();
     char map[64];
     if (unshare(CLONE_NEWUSER) < 0)
-        return -errno;
-    int r = write_file("/proc/self/setgroups", "deny");
+        return 0;
+    /* A non-dumpable process's /proc/self files belong to root: our own maps
+     * can be written only while we are dumpable again, for these few calls. */
+    int r = prctl(PR_SET_DUMPABLE, 1) ? -errno : 0;
+    if (!r)
+        r = write_file("/proc/self/setgroups", "deny");
     if (!r) {
         snprintf(map, sizeof(map), "%u %u 1", (unsigned)uid, (unsigned)uid);
         r = write_file("/proc/self/uid_map", map);
@@ -109,7 +114,9 @@ int namespaces_enter_user(void)
         snprintf(map, sizeof(map), "%u %u 1", (unsigned)gid, (unsigned)gid);
         r = write_file("/proc/self/gid_map", map);
     }
-    return r;
+    if (prctl(PR_SET_DUMPABLE, 0) && !r)
+        r = -errno;
+    return r ? r : 1;
 }
 
 int namespaces_json(unsigned granted, char *buf, size_t len)

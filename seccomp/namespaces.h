@@ -21,8 +21,9 @@ enum namespaces_granted {
 /* Started as a normal user, enter a user namespace of the worker's own first
  * (its uid and gid mapped to themselves, no supplementary groups): it gives
  * the worker the right to enter the namespaces below, and makes RLIMIT_NPROC
- * count only the tasks inside it. Call before namespaces_enter. Returns 0, or
- * -errno when the host refuses unprivileged user namespaces. */
+ * count only the tasks inside it. Call before namespaces_enter. Returns 1
+ * when entered, 0 when the host refuses unprivileged user namespaces (nothing
+ * changed), or -errno when it failed halfway (the caller must not go on). */
 int namespaces_enter_user(void);
 
 /* Enter what the host grants, skipping silently what it refuses (no

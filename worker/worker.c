@@ -288,8 +288,10 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
     if (snprintf(w->scratch, sizeof(w->scratch), "%s", a->scratch) >= (int)sizeof(w->scratch))
         return -ENAMETOOLONG;
     w->params.scratch = w->scratch;
-    int ns = 0;
-    if (cfg->namespaces && geteuid() != 0 && !namespaces_enter_user()) {
+    int ns = 0, user = cfg->namespaces && geteuid() != 0 ? namespaces_enter_user() : 0;
+    if (user < 0)
+        return user;
+    if (user) {
         ns = NAMESPACES_USER;
         /* RLIMIT_NPROC now counts the tasks of our uid inside our user
          * namespace only: this worker (one) and its children. */

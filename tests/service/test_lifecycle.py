@@ -106,8 +106,8 @@ def wait_idle_below(s, n, timeout=60):
 
 
 def worker_of(run_dir):
-    """The pid of the worker whose scratch dir holds run_dir."""
-    return int(run_dir.split("/pyexec-")[1].split("/")[0])
+    """The pid of the worker whose scratch dir holds run_dir (/proc/PID/cwd/run-*)."""
+    return int(run_dir.split("/proc/")[1].split("/")[0])
 
 
 def test_worker_killed_mid_request_is_retried_elsewhere(make_server):
