@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 void wipe_free(void *p)
 {
@@ -40,11 +42,26 @@ static __attribute__((noinline)) void wipe_fallback(void)
     explicit_bzero((char *)pad, sizeof(pad));
 }
 
+/* The floor as last read. Reading /proc/self/maps takes a worker about 2 ms
+ * (hundreds of mappings), so it is read again only when the page below the
+ * known floor has become mapped: the stack grew. */
+static uintptr_t known_floor;
+
+static uintptr_t current_floor(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char resident;
+    /* mincore fails with ENOMEM on an address that is not mapped */
+    if (!known_floor || !mincore((void *)(known_floor - page), page, &resident))
+        known_floor = stack_floor();
+    return known_floor;
+}
+
 /* No instrumentation: the words written are below the stack pointer, where
  * no frame is live and a sanitizer's shadow may still mark old frames. */
 __attribute__((noinline, no_sanitize_address)) void wipe_stack(void)
 {
-    uintptr_t floor = stack_floor();
+    uintptr_t floor = current_floor();
     /* A page of room for this frame and the red zone below it. */
     uintptr_t top = ((uintptr_t)__builtin_frame_address(0) - 4096) & ~(uintptr_t)7;
     if (!floor || top <= floor) {

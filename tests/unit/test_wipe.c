@@ -1,0 +1,94 @@
+/* The worker's memory hygiene (common/wipe.c): what wipe_stack zeroes is
+ * really gone from the stack, and what wipe_free frees is zeroed first. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/wipe.h"
+
+#define MARK     "pyexec-wipe-test-marker-7f3a"
+#define MARK_LEN (sizeof(MARK) - 1)
+
+/* A deep frame holding the marker many times, gone once this returns. */
+static __attribute__((noinline)) void leave_marker(void)
+{
+    volatile char deep[16 << 10];
+    for (size_t i = 0; i + MARK_LEN <= sizeof(deep); i += 64)
+        for (size_t j = 0; j < MARK_LEN; j++)
+            deep[i + j] = MARK[j];
+}
+
+static uintptr_t stack_low(void)
+{
+    uintptr_t lo = 0, hi;
+    char line[512];
+    FILE *maps = fopen("/proc/self/maps", "re");
+    while (maps && fgets(line, sizeof(line), maps))
+        if (strstr(line, "[stack]") && sscanf(line, "%lx-%lx", &lo, &hi) == 2)
+            break;
+    if (maps)
+        fclose(maps);
+    return lo;
+}
+
+/* Copies of the marker in the dead stack below this frame. */
+static __attribute__((noinline, no_sanitize_address)) int markers_below(uintptr_t low)
+{
+    uintptr_t top = (uintptr_t)__builtin_frame_address(0) - 4096;
+    int found = 0;
+    for (volatile const char *p = (const char *)low; (uintptr_t)p + MARK_LEN < top; p++) {
+        size_t j = 0;
+        while (j < MARK_LEN && p[j] == MARK[j])
+            j++;
+        found += j == MARK_LEN;
+    }
+    return found;
+}
+
+static void test_wipe_stack(void **state)
+{
+    (void)state;
+    uintptr_t low = stack_low();
+    assert_true(low != 0);
+    leave_marker();
+    assert_true(markers_below(low) > 0); /* the control: a dead frame keeps its bytes */
+    leave_marker();
+    wipe_stack();
+    assert_int_equal(markers_below(low), 0);
+}
+
+static void test_wipe_free(void **state)
+{
+    (void)state;
+#ifdef __SANITIZE_ADDRESS__
+    skip(); /* the sanitizer's quarantine hands out other chunks */
+#else
+    /* glibc hands the same chunk back for the same size: what was in it
+     * must be zero but for the allocator's own list pointers at its start. */
+    char *p = malloc(4096);
+    assert_non_null(p);
+    for (size_t i = 0; i + MARK_LEN <= 4096; i += MARK_LEN)
+        memcpy(p + i, MARK, MARK_LEN);
+    wipe_free(p);
+    char *q = malloc(4096);
+    assert_ptr_equal(q, p);
+    for (size_t i = 32; i < 4096; i++)
+        assert_int_equal(q[i], 0);
+    free(q);
+#endif
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wipe_stack),
+        cmocka_unit_test(test_wipe_free),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
