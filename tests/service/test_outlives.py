@@ -110,7 +110,7 @@ def residue_run(server, rounds):
         # Distinctive limits: the request frame's numbers are searched too.
         timeout_ms, memory_mb = 14000 + 7 * i + 3, 500 - 3 * i
         script = TOKEN_SCRIPT.format(script_token=script_token)
-        status, data = server.execute(script, input=arg, timeout_ms=timeout_ms, memory_mb=memory_mb)
+        status, data = server.execute(script, input=arg, timeout_ms=timeout_ms, memory_mb=memory_mb, timeout=300)
         assert status == (400 if fail else 200), data
         assert tok(key, "stdout") in data["stdout"] and tok(key, "fd1") in data["stdout"]
         assert tok(key, "stderr") in data["stderr"]
@@ -132,7 +132,7 @@ def residue_run(server, rounds):
         # stays wiped, so the scan after each request is the one to look).
         control = split("control", tok(seed, f"control{i}"))[1:]
         arg = {"marker": MARKER.hex(), "text": text, "binary": binary[-3:], "control": control}
-        status, data = server.execute(SCAN_SCRIPT, input=arg)
+        status, data = server.execute(SCAN_SCRIPT, input=arg, timeout=300)
         assert status == 200, data
         found = data["result"]["found"]
         assert found.pop("control", 0) >= 1, data["result"]  # the scan sees what is there
@@ -143,7 +143,7 @@ def residue_run(server, rounds):
 
 def test_no_residue_of_earlier_requests_in_a_later_childs_memory():
     # A scan reads all of its memory: room for a busy machine.
-    s = Server("--workers", "1", "--timeout-ms", "60000", "--cpu-ms", "60000")
+    s = Server("--workers", "1", "--timeout-ms", "240000", "--cpu-ms", "240000")
     try:
         hits = residue_run(s, ROUNDS)
         assert not any(hits), hits
