@@ -21,9 +21,10 @@
 /* Make a fresh 0700 directory under base with a random name (mkdtemp), owned
  * by uid/gid when they are not -1. When tmpfs_kb > 0, mount a tmpfs of that
  * many KiB and TMPDIR_MAX_ENTRIES inodes on it (the caller must be allowed to
- * mount). A scratch dir a script made unwritable (possible only under the
- * worker's own uid) gets its mode back. path receives its name. Returns 0 or
- * -errno. */
+ * mount). base must be a directory the service made for this purpose (the
+ * worker's scratch dir), never a shared one such as /tmp: its mode is set
+ * back to 0711 when it differs, since a script under the worker's own uid may
+ * have made it unwritable. path receives its name. Returns 0 or -errno. */
 int tmpdir_create(char path[TMPDIR_PATH_MAX], const char *base, uid_t uid, gid_t gid,
                   size_t tmpfs_kb);
 

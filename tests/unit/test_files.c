@@ -22,12 +22,15 @@
 #include "worker/files.h"
 #include "worker/tmpdir.h"
 
-static char dir[TMPDIR_PATH_MAX];
+static char base[TMPDIR_PATH_MAX], dir[TMPDIR_PATH_MAX];
 
+/* tmpdir_create re-permissions its base: give it one of the test's own, never
+ * the machine's /tmp. */
 static int setup(void **state)
 {
     (void)state;
-    if (tmpdir_create(dir, "/tmp", (uid_t)-1, (gid_t)-1, 0))
+    snprintf(base, sizeof(base), "/tmp/pyexec-test-files-XXXXXX");
+    if (!mkdtemp(base) || tmpdir_create(dir, base, (uid_t)-1, (gid_t)-1, 0))
         return -1;
     char out[256];
     snprintf(out, sizeof(out), "%s/out", dir);
@@ -37,7 +40,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    return tmpdir_remove(dir);
+    int r = tmpdir_remove(dir);
+    return r ? r : rmdir(base);
 }
 
 static void put(const char *rel, const char *content)
