@@ -804,7 +804,8 @@ struct op {
     int (*run)(void);
     enum expect expect;
     unsigned needs;        /* LANDLOCK: only Landlock denies it; ROOT: privdrop test;
-                            * ROOT_UNCONFINED: only root can do it unconfined;
+                            * ROOT_UNCONFINED: only root can do it unconfined
+                            * (capabilities, ptrace rules, perf_event_paranoid);
                             * X86_64: an x86-64 kernel's other ABIs, arch_prctl */
     void (*prepare)(void); /* runs before the confinement */
 };
@@ -825,7 +826,7 @@ static const struct op ops[] = {
     {"prlimit_parent", op_prlimit_parent, DENY, ROOT_UNCONFINED, NULL},
     {"io_uring_setup", op_io_uring_setup, DENY, 0, NULL},
     {"bpf", op_bpf, DENY, ROOT_UNCONFINED, NULL},
-    {"perf_event_open", op_perf_event_open, DENY, 0, NULL},
+    {"perf_event_open", op_perf_event_open, DENY, ROOT_UNCONFINED, NULL},
     {"userfaultfd", op_userfaultfd, DENY, ROOT_UNCONFINED, NULL},
     {"keyctl", op_keyctl, DENY, 0, NULL},
     {"mount", op_mount, DENY, ROOT_UNCONFINED, NULL},
