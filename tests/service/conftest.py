@@ -226,7 +226,11 @@ def wait_for_temp_file(server, name, other_than=None, timeout=60):
                 return True
         return False
 
-    until(seen, f"a script to create {name}", timeout)
+    try:
+        until(seen, f"a script to create {name}", timeout)
+    except AssertionError:
+        seen_dirs = {w: {d: os.listdir(d) for d in temp_dirs(w)} for w in worker_pids(server)}
+        raise AssertionError(f"no {name} in any temp dir after {timeout} s: {seen_dirs}; {server.lines[-5:]}") from None
     return found[0]
 
 
