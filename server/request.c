@@ -13,7 +13,7 @@
 #include "common/base64.h"
 #include "common/ipc.h"
 
-/* The shape of an input file's path (SPEC): relative, '/'-separated. */
+/* The shape of an input file's path (README, API): relative, '/'-separated. */
 #define PATH_MAX_DEPTH     8
 #define PATH_MAX_COMPONENT 255
 /* out/ holds what the script returns; it starts empty. */
@@ -147,7 +147,7 @@ static const char *path_for_message(const char *path, char buf[96])
     return buf;
 }
 
-/* SPEC's path rules; NULL when path is fine, else what is wrong with it. */
+/* The API's path rules; NULL when path is fine, else what is wrong with it. */
 static const char *path_problem(const char *path)
 {
     if (!*path)
@@ -242,7 +242,7 @@ static int append_file(const char *path, const json_t *value, char **buf, size_t
     return 0;
 }
 
-/* "files": every path checked against SPEC's rules and the caps, the
+/* "files": every path checked against the API's rules and the caps, the
  * contents decoded into ipc_file records. */
 static int parse_files(const json_t *files, const struct config *cfg, struct exec_request *req,
                        struct request_error *err)

@@ -33,7 +33,7 @@ static const struct config *fuzz_config(void)
     return &cfg;
 }
 
-/* An accepted path keeps SPEC's rules: relative, no empty, "." or ".."
+/* An accepted path keeps the API's rules: relative, no empty, "." or ".."
  * component, at most 8 levels of at most 255 bytes, not under out/. */
 static void check_path(const char *path, size_t len)
 {
