@@ -234,8 +234,13 @@ static void choose_tmpdir_cap(struct worker *w, int ns)
         w->dying.tmpfs = true;
         return;
     }
-    /* A cap of 0 KiB: one byte, so even a directory is over it. */
-    w->disk_cap = w->cfg->tmp_kb ? (long long)w->cfg->tmp_kb << 10 : 1;
+    /* A cap of 0 KiB: one byte, so even a directory is over it. Otherwise
+     * the cap is what the script may write plus one directory's blocks: the
+     * out/ directory every temp dir starts with is the service's, and a file
+     * written up to RLIMIT_FSIZE (the same cap) must meet EFBIG, not a kill. */
+    struct stat st;
+    long long dir_bytes = stat(w->scratch, &st) ? 4096 : (long long)st.st_blocks * 512;
+    w->disk_cap = w->cfg->tmp_kb ? ((long long)w->cfg->tmp_kb << 10) + dir_bytes : 1;
 }
 
 static int worker_setup(struct worker *w, const struct worker_args *a)

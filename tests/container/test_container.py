@@ -205,7 +205,7 @@ def test_runs_unprivileged_with_clean_environment(server, sandbox_uids):
     assert status == 200, data
     uid, euid, groups, env = data["result"]
     assert uid == euid and uid in sandbox_uids and groups == []
-    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"}
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "MPLBACKEND", "MPLCONFIGDIR"}
     assert "PORT" not in env and "PYEXEC_HOST" not in env
 
 
