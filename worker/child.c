@@ -16,7 +16,7 @@
  * one between READY and START as START's; either way the worker answers 500
  * internal. Everything after the empty START may be the script's own doing
  * (see "The result channel" in supervise.c): the worker believes none of it
- * but the script's outcome, and only once the child has exited. */
+ * but the script's outcome, from the first whole frame after START. */
 #include "worker/child.h"
 
 #include <dirent.h>
@@ -197,7 +197,11 @@ static _Noreturn void child_run_request(const struct child_params *p,
     struct iovec part = {outcome, len};
     if (!outcome) /* no memory left to describe anything */
         part = (struct iovec){(void *)embed_memory_limit_json, strlen(embed_memory_limit_json)};
-    ipc_write(FD_RESULT, IPC_RESULT, &part, 1);
+    /* The last act: the worker answers from this frame, measures the child,
+     * kills it and lets it tear down after the reply (supervise.c). */
+    if (ipc_write(FD_RESULT, IPC_RESULT, &part, 1) == 0)
+        for (;;)
+            pause();
     _exit(0);
 }
 

@@ -10,17 +10,37 @@
  * harness must open it again after the script's code, with the script still
  * in the process. Instead the worker believes nothing from the child after
  * START that the script could not honestly have chosen itself:
- *   - the answer is decided only once the child has exited (wait4), from the
- *     whole channel: exactly one RESULT frame after START and exit status 0,
- *     or else the exit status alone. A frame written early cannot cut the run
- *     short, so a forged success followed by an exception, a loop or a
- *     non-zero exit is answered as what followed (a second frame is answered
- *     as tampering). A forged frame and exit(0) is the same as returning that
- *     value from main(), which the script could always do;
+ *   - the run ends at the first whole frame after START, whatever follows
+ *     it: a RESULT frame is the answer, any other frame tampering. The
+ *     honest harness writes its RESULT as its very last act, after flushing
+ *     stdout and stderr, and then only waits to be killed. A script that
+ *     writes a frame early has chosen to stop there: answering that frame at
+ *     once is the same as its main() returning that value at that moment,
+ *     which it could always do. So a forged success followed by an
+ *     exception, a loop or an exit is answered as the forged success, with
+ *     the worker's stats and caps; nothing the script does after its frame
+ *     reaches the answer (but output already in the pipes). With no whole
+ *     frame, the answer waits for the exit and is the exit's;
+ *   - at the frame the worker measures the child (below), SIGKILLs it and
+ *     answers from what is in the pipes then: all the child wrote before its
+ *     frame is there, since its writes had completed. The child is reaped
+ *     after the reply, through the worker's dying list, so its teardown
+ *     (milliseconds for a few hundred copy-on-write mappings) is never on the
+ *     request's path. It cannot outlive the kill, and it is our unreaped
+ *     child, so its pid cannot be reused meanwhile; its temp dir is the
+ *     dying list's to remove (dying.c). What needs the child dead before the answer (files it left
+ * in out/, which its threads could still be writing) waits for it with supervise_finish: that
+ * request pays for the teardown;
  *   - the record may carry only a returned value or a script-level error
  *     (reply.c); timeout, killed, internal and the rest are the worker's;
  *   - stats are the worker's: wall_ms by its own clock from the request to
- *     the exit, cpu_ms and max_rss_kb from wait4's rusage of the child;
+ *     the frame (or the exit); cpu_ms and max_rss_kb from the kernel: at a
+ *     frame, the child's process CPU clock (all its threads, exited ones
+ *     too) and its VmHWM, read while it lives and just before the kill, so
+ *     its threads gain at most those microseconds, uncounted but under every
+ *     kernel-enforced limit; where the kernel will not say (the child is
+ *     already exiting, or /proc hides it), and at every exit without a
+ *     frame, from wait4's rusage;
  *   - every cap is the worker's: stdout and stderr here, the channel's bytes
  *     here, the result value's size in reply.c;
  *   - set-up failures are believed only before START: a script cannot make
@@ -30,6 +50,7 @@
 #include "worker/supervise.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -125,6 +146,56 @@ static void kill_and_reap(struct child *c, struct run *run)
     reap(c, run, 0);
 }
 
+/* The clock of a whole process's CPU time (MAKE_PROCESS_CPUCLOCK(pid,
+ * CPUCLOCK_SCHED) in the kernel): every thread's, exited ones included, in
+ * nanoseconds, readable until the process is reaped. */
+static clockid_t process_cpu_clock(pid_t pid)
+{
+    return (clockid_t)((~(unsigned)pid << 3) | 2);
+}
+
+/* Take the child's stats from the kernel while it still lives: its CPU clock
+ * and VmHWM from /proc/<pid>/status (the same high-water mark wait4's
+ * ru_maxrss reports at its exit). A child of ours not yet reaped keeps its
+ * pid, so the numbers are its own. Fails (-errno) once its memory is gone
+ * (it is exiting) or where the kernel hides them; the caller then waits. */
+static int measure_live(const struct child *c, struct run *run)
+{
+    struct timespec ts;
+    if (clock_gettime(process_cpu_clock(c->pid), &ts))
+        return -errno;
+    char path[32], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)c->pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(buf) - 1 &&
+           ((n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0 || (n < 0 && errno == EINTR)))
+        len += n > 0 ? (size_t)n : 0;
+    close(fd);
+    buf[len] = '\0';
+    const char *hwm = strstr(buf, "\nVmHWM:");
+    if (!hwm)
+        return -ESRCH; /* no memory left to describe: exiting */
+    run->max_rss_kb = strtoull(hwm + 7, NULL, 10);
+    run->cpu_us = (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return 0;
+}
+
+/* The run ended at its result with the child still alive: measure it, then
+ * kill it and leave it unreaped (its teardown is not this request's wait).
+ * Where it cannot be measured, wait for its death and take wait4's numbers. */
+static void stop_at_result(struct child *c, struct run *run)
+{
+    int measured = measure_live(c, run);
+    kill(c->pid, SIGKILL);
+    if (measured)
+        reap(c, run, 0);
+    run->killed = true;
+}
+
 /* Wait for the child's READY frame on its result pipe. Returns 0, or -1 with
  * run->setup_error filled. */
 static int wait_ready(struct child *c, struct run *run)
@@ -162,33 +233,49 @@ static int wait_ready(struct child *c, struct run *run)
     return r;
 }
 
-/* The child has exited: read its channel in order (see the top of this file).
- * Sets run->end and, for a result, run->result. */
-static void read_channel(const struct child *c, const struct supervise_params *sp,
-                         const struct capture *b, struct run *run)
+/* Read the channel in order (see the top of this file): is the run decided?
+ * exited: the child is dead and reaped, so all it wrote is in b. While it
+ * runs, only a clean START followed by one whole frame (or a header past the
+ * cap) decides; everything else waits for the exit. Sets run->end and, for a
+ * result, run->result. */
+static bool read_channel(const struct child *c, const struct supervise_params *sp,
+                         const struct capture *b, struct run *run, bool exited)
 {
     struct ipc_hdr hdr;
     const char *payload;
     long used = ipc_frame_parse(b->data, b->len, sizeof(run->setup_error), &hdr, &payload);
+    bool clean_start = used > 0 && hdr.kind == IPC_START && hdr.len == 0;
+    if (!exited && !clean_start)
+        return false;
     if (used <= 0 || hdr.kind != IPC_START) {
         snprintf(run->setup_error, sizeof(run->setup_error), "child died before the script ran");
         run->end = RUN_SETUP_FAILED;
-        return;
+        return true;
     }
     if (hdr.len) {
         snprintf(run->setup_error, sizeof(run->setup_error), "%.*s", (int)hdr.len, payload);
         run->end = RUN_SETUP_FAILED;
-        return;
+        return true;
     }
     /* From here on, the script may have written it. */
     const char *rest = b->data + used;
     size_t left = b->len - used;
-    run->end = RUN_DIED;
-    if (!WIFEXITED(run->wait_status) || WEXITSTATUS(run->wait_status) != 0 || left == 0)
-        return;            /* answered by how it ended; what it wrote is ignored */
-    run->end = RUN_RESULT; /* a record, or tampering when run->result stays NULL */
     used = ipc_frame_parse(rest, left, sp->result_cap, &hdr, &payload);
-    if (used == (long)left && hdr.kind == IPC_RESULT) {
+    if (used < 0) { /* a frame claiming more than the cap */
+        run->end = RUN_OVERSIZE;
+        return true;
+    }
+    if (used == 0) { /* no whole frame */
+        if (!exited)
+            return false;
+        run->end = RUN_DIED; /* answered by how it ended */
+        if (WIFEXITED(run->wait_status) && WEXITSTATUS(run->wait_status) == 0 && left > 0)
+            run->end = RUN_RESULT; /* exit 0 after half a frame: tampering */
+        return true;
+    }
+    /* The first whole frame ends the run, whatever follows it. */
+    run->end = RUN_RESULT; /* a record, or tampering when run->result stays NULL */
+    if (hdr.kind == IPC_RESULT) {
         run->result = malloc(hdr.len + 1);
         if (run->result) {
             memcpy(run->result, payload, hdr.len);
@@ -200,6 +287,7 @@ static void read_channel(const struct child *c, const struct supervise_params *s
      * gets no success out of it. */
     if (sp->disk_cap > 0 && tmpdir_usage(c->tmpdir, sp->disk_cap) > sp->disk_cap)
         run->end = RUN_DISK_FULL;
+    return true;
 }
 
 /* Until the child exits (or is stopped: deadline, cancel, a cap). */
@@ -273,13 +361,18 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             if (res.truncated)
                 run->end = RUN_OVERSIZE;
             else
-                read_channel(c, sp, &res, run);
+                read_channel(c, sp, &res, run, true);
+            break;
+        }
+        if (pfd[P_RES].revents && read_channel(c, sp, &res, run, false)) {
+            if (run->end != RUN_OVERSIZE)
+                stop_at_result(c, run);
             break;
         }
     }
     wipe_free(res.data);
 
-    if (!run->reaped)
+    if (!run->reaped && !run->killed)
         kill_and_reap(c, run);
     /* Everything written before the death is in the pipes now. */
     if (pfd[P_OUT].fd >= 0)
@@ -319,8 +412,13 @@ void supervise_run(struct child *c, const char *request, size_t request_len,
 
 void supervise_finish(struct child *c, struct run *run)
 {
-    if (!run->reaped)
-        kill_and_reap(c, run);
+    if (run->reaped)
+        return;
+    kill(c->pid, SIGKILL);
+    /* The stats stay those taken at the result: its teardown is not the
+     * script's. */
+    reap_wait(c->pid, 0, &run->wait_status, NULL);
+    run->reaped = true;
 }
 
 void run_free(struct run *run)

@@ -21,7 +21,7 @@ struct capture {
 };
 
 enum run_end {
-    RUN_RESULT,      /* the child exited 0 after writing to its channel */
+    RUN_RESULT,      /* a whole frame after START: its result, or tampering */
     RUN_DIED,        /* the child exited or was killed without a result */
     RUN_TIMEOUT,     /* wall-clock deadline: killed */
     RUN_CANCELLED,   /* the acceptor cancelled (client gone): killed */
@@ -36,10 +36,13 @@ struct run {
     char *result; /* RUN_RESULT: the IPC_RESULT payload; NULL if the channel held
                    * anything but that one frame after START */
     size_t result_len;
-    int wait_status; /* from wait4 */
+    int wait_status; /* from wait4, once reaped */
     bool reaped;
-    uint64_t cpu_us, max_rss_kb; /* from wait4's rusage: the child's own word is never taken */
-    double wall_ms;              /* the worker's clock, from the request to the child's exit */
+    bool killed; /* stopped at its result: SIGKILLed, not yet reaped */
+    /* The kernel's, never the child's word: its CPU clock and VmHWM when it
+     * stopped at its result, else wait4's rusage. */
+    uint64_t cpu_us, max_rss_kb;
+    double wall_ms; /* the worker's clock, from the request to the result or the exit */
     char setup_error[160];
     const struct files_out *files; /* set by the worker after collecting out/; NULL: none */
 };
@@ -57,13 +60,17 @@ struct supervise_params {
 };
 
 /* Run the request frame payload (struct ipc_request + data) in child c.
- * Fills *run; free its buffers with run_free. The child has exited and is
- * reaped in every outcome (killed first unless it exited by itself). */
+ * Fills *run; free its buffers with run_free. The child is dead or dying in
+ * every outcome: reaped (killed first unless it exited by itself), or, when
+ * it stopped at its result, SIGKILLed and left for the caller to reap off the
+ * request path (run->killed). */
 void supervise_run(struct child *c, const char *request, size_t request_len,
                    const struct supervise_params *sp, struct run *run);
 
-/* Make sure the child is dead and reaped (after RUN_RESULT it may still be
- * exiting, its threads running): kill it and wait. */
+/* Make sure the child is dead and reaped: after a result it may still be
+ * tearing down, its threads not yet gone. For what must wait for that (files
+ * it left, read once nothing can still write them); the stats stay those
+ * taken at the result. */
 void supervise_finish(struct child *c, struct run *run);
 
 /* Wipe and free what run holds. */

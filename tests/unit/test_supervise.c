@@ -1,7 +1,9 @@
 /* supervise_run against real processes that say on their result channel what
  * an honest child, a failing set-up or a hostile script would: the worker
- * must decide from the whole channel once the child has exited, believe a
- * set-up failure only before START, and measure the stats itself. */
+ * must end the run at the first whole frame after START (killing the child,
+ * leaving it to be reaped), or else decide at the exit; believe a set-up
+ * failure only before START; and measure the stats itself, from the
+ * kernel. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,12 +60,29 @@ static void burn_cpu_ms(long ms)
     while (ts.tv_sec * 1000 + ts.tv_nsec / 1000000 < ms);
 }
 
+static void burn_thread_ms(long ms)
+{
+    struct timespec ts;
+    do
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    while (ts.tv_sec * 1000 + ts.tv_nsec / 1000000 < ms);
+}
+
+static void *burner(void *arg)
+{
+    (void)arg;
+    burn_thread_ms(80);
+    return NULL;
+}
+
 static const char ok[] = "{\"type\":\"ok\",\"result\":1}";
 static const char forged[] = "{\"type\":\"ok\",\"result\":\"forged\"}";
 
 /* What the child does after reading its request; res is its fd 3. */
 enum script {
-    HONEST,           /* START, burn CPU, RESULT, exit 0 */
+    HONEST,           /* START, burn CPU, RESULT, wait to be killed */
+    HONEST_EXIT,      /* START, burn CPU, RESULT, exit 0 at once */
+    THREADS_BIG,      /* START, 2 threads burn CPU, 64 MiB touched and freed, RESULT */
     FAULT_AFTER_REQ,  /* START carrying a set-up failure */
     DIE_BEFORE_START, /* exit 126 without a word */
     SCRIPT_EXIT_125,  /* START, then the script's os._exit(125) */
@@ -81,7 +101,27 @@ static _Noreturn void fake_child(enum script s, int res)
         say(res, IPC_START, NULL);
         burn_cpu_ms(60);
         say(res, IPC_RESULT, ok);
+        for (;;)
+            pause();
+    case HONEST_EXIT:
+        say(res, IPC_START, NULL);
+        burn_cpu_ms(60);
+        say(res, IPC_RESULT, ok);
         _exit(0);
+    case THREADS_BIG: {
+        say(res, IPC_START, NULL);
+        pthread_t t;
+        pthread_create(&t, NULL, burner, NULL);
+        burn_thread_ms(100); /* 100 ms here, 80 in the other thread */
+        pthread_join(t, NULL);
+        size_t n = 64 << 20;
+        char *big = malloc(n);
+        explicit_bzero(big, n); /* touched: writes the compiler keeps */
+        free(big); /* gone from the RSS, not from its high-water mark */
+        say(res, IPC_RESULT, forged);
+        for (;;)
+            pause();
+    }
     case FAULT_AFTER_REQ:
         say(res, IPC_START, "child set-up failed at request limits: Invalid argument");
         _exit(125);
@@ -163,8 +203,14 @@ static void run_script(enum script s, uint32_t timeout_ms, struct run *run)
     supervise_run(&c, frame, len, &sp, run);
     ipc_free(frame, len);
     child_close_fds(&c);
-    assert_true(run->reaped); /* in every outcome: its stats are wait4's */
+    if (run->killed) { /* stopped at its result: dying, reaped by the caller */
+        assert_false(run->reaped);
+        assert_int_equal(kill(pid, 0), 0); /* not reaped: the pid is still ours */
+        supervise_finish(&c, run);
+    }
+    assert_true(run->reaped);
     assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
+    assert_int_equal(kill(pid, 0), -1); /* nothing of it is left */
 }
 
 static void test_honest_child(void **state)
@@ -173,11 +219,33 @@ static void test_honest_child(void **state)
     struct run run;
     run_script(HONEST, 5000, &run);
     assert_int_equal(run.end, RUN_RESULT);
+    assert_true(run.killed); /* answered at the frame, not at the exit */
     assert_non_null(run.result);
     assert_string_equal(run.result, ok);
-    assert_true(run.cpu_us >= 50000); /* its 60 ms of CPU, seen by wait4 */
+    assert_true(run.cpu_us >= 50000); /* its 60 ms of CPU, seen by its CPU clock */
     assert_true(run.max_rss_kb > 0);
     assert_true(run.wall_ms >= 50);
+    assert_true(WIFSIGNALED(run.wait_status) && WTERMSIG(run.wait_status) == SIGKILL);
+    run_free(&run);
+    /* One that exits at once may be measured alive or waited for: the same
+     * answer either way. */
+    run_script(HONEST_EXIT, 5000, &run);
+    assert_int_equal(run.end, RUN_RESULT);
+    assert_string_equal(run.result, ok);
+    assert_true(run.cpu_us >= 50000);
+    run_free(&run);
+}
+
+static void test_stats_are_the_kernels(void **state)
+{
+    (void)state;
+    struct run run;
+    run_script(THREADS_BIG, 5000, &run);
+    assert_int_equal(run.end, RUN_RESULT);
+    assert_true(run.killed);
+    assert_string_equal(run.result, forged);
+    assert_true(run.cpu_us >= 170000);        /* both threads' CPU */
+    assert_true(run.max_rss_kb >= 64 * 1024); /* its peak, though freed */
     run_free(&run);
 }
 
@@ -212,17 +280,15 @@ static void test_forged_frames_change_nothing(void **state)
 {
     (void)state;
     struct run run;
-    run_script(FORGED_THEN_REAL, 5000, &run);
-    assert_int_equal(run.end, RUN_RESULT);
-    assert_null(run.result);
-    run_free(&run);
-    run_script(FORGED_THEN_EXIT, 5000, &run);
-    assert_int_equal(run.end, RUN_DIED);
-    assert_true(WIFEXITED(run.wait_status) && WEXITSTATUS(run.wait_status) == 3);
-    run_free(&run);
-    run_script(FORGED_THEN_HANG, 300, &run);
-    assert_int_equal(run.end, RUN_TIMEOUT);
-    run_free(&run);
+    /* A forged frame ends the run: the script chose to stop there. */
+    enum script stops[] = {FORGED_THEN_REAL, FORGED_THEN_EXIT, FORGED_THEN_HANG};
+    for (size_t i = 0; i < sizeof(stops) / sizeof(*stops); i++) {
+        run_script(stops[i], 5000, &run);
+        assert_int_equal(run.end, RUN_RESULT);
+        assert_string_equal(run.result, forged);
+        assert_true(run.wall_ms < 4000); /* the hanging one too */
+        run_free(&run);
+    }
     run_script(FORGED_HUGE, 5000, &run);
     assert_int_equal(run.end, RUN_OVERSIZE);
     run_free(&run);
@@ -237,6 +303,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_honest_child),
+        cmocka_unit_test(test_stats_are_the_kernels),
         cmocka_unit_test(test_setup_failures_before_start),
         cmocka_unit_test(test_script_exit_codes_stay_the_scripts),
         cmocka_unit_test(test_forged_frames_change_nothing),
