@@ -199,9 +199,11 @@ static _Noreturn void child_run_request(const struct child_params *p,
         part = (struct iovec){(void *)embed_memory_limit_json, strlen(embed_memory_limit_json)};
     /* The last act: the worker answers from this frame, measures the child,
      * kills it and lets it tear down after the reply (supervise.c). */
-    if (ipc_write(FD_RESULT, IPC_RESULT, &part, 1) == 0)
+    if (ipc_write(FD_RESULT, IPC_RESULT, &part, 1) == 0) {
+        close(FD_RESULT); /* no more frames: half of one written before is all there is */
         for (;;)
             pause();
+    }
     _exit(0);
 }
 

@@ -11,9 +11,11 @@
  * in the process. Instead the worker believes nothing from the child after
  * START that the script could not honestly have chosen itself:
  *   - the run ends at the first whole frame after START, whatever follows
- *     it: a RESULT frame is the answer, any other frame tampering. The
- *     honest harness writes its RESULT as its very last act, after flushing
- *     stdout and stderr, and then only waits to be killed. A script that
+ *     it: a RESULT frame is the answer, any other frame tampering (as is a
+ *     header no frame has, or half a frame once the channel is closed; a
+ *     RESULT header past the cap is output_limit). The honest harness writes
+ *     its RESULT as its very last act, after flushing stdout and stderr,
+ *     closes its end and then only waits to be killed. A script that
  *     writes a frame early has chosen to stop there: answering that frame at
  *     once is the same as its main() returning that value at that moment,
  *     which it could always do. So a forged success followed by an
@@ -233,19 +235,25 @@ static int wait_ready(struct child *c, struct run *run)
     return r;
 }
 
+/* How much of the channel there is to read. */
+enum channel { CH_OPEN, CH_CLOSED, CH_EXITED };
+
 /* Read the channel in order (see the top of this file): is the run decided?
- * exited: the child is dead and reaped, so all it wrote is in b. While it
- * runs, only a clean START followed by one whole frame (or a header past the
- * cap) decides; everything else waits for the exit. Sets run->end and, for a
- * result, run->result. */
+ * CH_EXITED: the child is dead and reaped, so all it wrote is in b.
+ * CH_CLOSED: every copy of its write end is closed (the honest harness
+ * closes its own after its frame), the child still alive. While the child
+ * lives, only a clean START followed by a whole frame, a header that cannot
+ * start an acceptable one, or half a frame on a closed channel decides;
+ * everything else waits for the exit. Sets run->end and, for a result,
+ * run->result. */
 static bool read_channel(const struct child *c, const struct supervise_params *sp,
-                         const struct capture *b, struct run *run, bool exited)
+                         const struct capture *b, struct run *run, enum channel ch)
 {
     struct ipc_hdr hdr;
     const char *payload;
     long used = ipc_frame_parse(b->data, b->len, sizeof(run->setup_error), &hdr, &payload);
     bool clean_start = used > 0 && hdr.kind == IPC_START && hdr.len == 0;
-    if (!exited && !clean_start)
+    if (ch != CH_EXITED && !clean_start)
         return false;
     if (used <= 0 || hdr.kind != IPC_START) {
         snprintf(run->setup_error, sizeof(run->setup_error), "child died before the script ran");
@@ -261,13 +269,18 @@ static bool read_channel(const struct child *c, const struct supervise_params *s
     const char *rest = b->data + used;
     size_t left = b->len - used;
     used = ipc_frame_parse(rest, left, sp->result_cap, &hdr, &payload);
-    if (used < 0) { /* a frame claiming more than the cap */
-        run->end = RUN_OVERSIZE;
+    if (used < 0) {
+        /* A result over the cap, or a header no frame has: tampering. */
+        run->end = hdr.kind == IPC_RESULT && hdr.len <= IPC_MAX_PAYLOAD ? RUN_OVERSIZE : RUN_RESULT;
         return true;
     }
     if (used == 0) { /* no whole frame */
-        if (!exited)
-            return false;
+        if (ch == CH_OPEN || (ch == CH_CLOSED && left == 0))
+            return false; /* more may come, or the exit decides */
+        if (ch == CH_CLOSED) {
+            run->end = RUN_RESULT; /* half a frame, and no more can come: tampering */
+            return true;
+        }
         run->end = RUN_DIED; /* answered by how it ended */
         if (WIFEXITED(run->wait_status) && WEXITSTATUS(run->wait_status) == 0 && left > 0)
             run->end = RUN_RESULT; /* exit 0 after half a frame: tampering */
@@ -361,10 +374,11 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             if (res.truncated)
                 run->end = RUN_OVERSIZE;
             else
-                read_channel(c, sp, &res, run, true);
+                read_channel(c, sp, &res, run, CH_EXITED);
             break;
         }
-        if (pfd[P_RES].revents && read_channel(c, sp, &res, run, false)) {
+        if (pfd[P_RES].revents &&
+            read_channel(c, sp, &res, run, pfd[P_RES].fd < 0 ? CH_CLOSED : CH_OPEN)) {
             if (run->end != RUN_OVERSIZE)
                 stop_at_result(c, run);
             break;

@@ -92,6 +92,8 @@ enum script {
     FORGED_THEN_HANG, /* START, forged RESULT, never exits */
     FORGED_HUGE,      /* START, a RESULT frame over the cap, exit 0 */
     FORGED_ALONE,     /* START, forged RESULT, exit 0: the script's own choice */
+    HALF_THEN_CLOSE,  /* START, half a frame, the channel closed, waits to be killed */
+    GARBAGE_HEADER,   /* START, a header no frame has, waits to be killed */
 };
 
 static _Noreturn void fake_child(enum script s, int res)
@@ -117,7 +119,7 @@ static _Noreturn void fake_child(enum script s, int res)
         size_t n = 64 << 20;
         char *big = malloc(n);
         explicit_bzero(big, n); /* touched: writes the compiler keeps */
-        free(big); /* gone from the RSS, not from its high-water mark */
+        free(big);              /* gone from the RSS, not from its high-water mark */
         say(res, IPC_RESULT, forged);
         for (;;)
             pause();
@@ -161,6 +163,24 @@ static _Noreturn void fake_child(enum script s, int res)
         say(res, IPC_START, NULL);
         say(res, IPC_RESULT, forged);
         _exit(0);
+    case HALF_THEN_CLOSE: {
+        say(res, IPC_START, NULL);
+        struct ipc_hdr hdr = {.kind = IPC_RESULT, .len = 100};
+        if (write(res, &hdr, sizeof(hdr)) < 0)
+            _exit(97);
+        close(res);
+        for (;;)
+            pause();
+    }
+    case GARBAGE_HEADER: {
+        say(res, IPC_START, NULL);
+        char junk[64];
+        memset(junk, 0xff, sizeof(junk));
+        if (write(res, junk, sizeof(junk)) < 0)
+            _exit(97);
+        for (;;)
+            pause();
+    }
     }
     _exit(99);
 }
@@ -292,6 +312,16 @@ static void test_forged_frames_change_nothing(void **state)
     run_script(FORGED_HUGE, 5000, &run);
     assert_int_equal(run.end, RUN_OVERSIZE);
     run_free(&run);
+    /* Tampering that cannot become a frame is answered at once, not at the
+     * deadline. */
+    enum script junk[] = {HALF_THEN_CLOSE, GARBAGE_HEADER};
+    for (size_t i = 0; i < sizeof(junk) / sizeof(*junk); i++) {
+        run_script(junk[i], 5000, &run);
+        assert_int_equal(run.end, RUN_RESULT);
+        assert_null(run.result);
+        assert_true(run.killed);
+        run_free(&run);
+    }
     run_script(FORGED_ALONE, 5000, &run); /* as if main() had returned it */
     assert_int_equal(run.end, RUN_RESULT);
     assert_string_equal(run.result, forged);
