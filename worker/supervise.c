@@ -26,9 +26,9 @@
  *   - at the frame the worker measures the child (below), SIGKILLs it and
  *     answers from what is in the pipes then: all the child wrote before its
  *     frame is there, since its writes had completed. The child is reaped
- *     after the reply, through the worker's dying list, so its teardown
- *     (milliseconds for a few hundred copy-on-write mappings) is never on the
- *     request's path. It cannot outlive the kill, and it is our unreaped
+ *     after the reply (supervise_settle, else the worker's dying list), so
+ *     its teardown (milliseconds for a few hundred copy-on-write mappings) is
+ *     never on the request's path. It cannot outlive the kill, and it is our unreaped
  *     child, so its pid cannot be reused meanwhile; its temp dir is the
  *     dying list's to remove (dying.c). What needs the child dead before the answer (files it left
  * in out/, which its threads could still be writing) waits for it with supervise_finish: that
@@ -195,7 +195,7 @@ static void stop_at_result(struct child *c, struct run *run)
     kill(c->pid, SIGKILL);
     if (measured)
         reap(c, run, 0);
-    run->killed = true;
+    run->killed = !run->reaped;
 }
 
 /* Wait for the child's READY frame on its result pipe. Returns 0, or -1 with
@@ -433,6 +433,26 @@ void supervise_finish(struct child *c, struct run *run)
      * script's. */
     reap_wait(c->pid, 0, &run->wait_status, NULL);
     run->reaped = true;
+}
+
+void supervise_settle(struct child *c, struct run *run, int sigchld_fd, int max_ms)
+{
+    double deadline = now_ms() + max_ms;
+    while (run->killed && !run->reaped) {
+        int status;
+        if (reap_wait(c->pid, WNOHANG, &status, NULL) == c->pid) {
+            run->wait_status = status; /* the stats stay those taken at the result */
+            run->reaped = true;
+            return;
+        }
+        int left = (int)(deadline - now_ms());
+        struct pollfd pfd = {.fd = sigchld_fd, .events = POLLIN};
+        if (left <= 0 || poll(&pfd, 1, left) < 0)
+            return;
+        char sink[64];
+        while (read(sigchld_fd, sink, sizeof(sink)) > 0)
+            ;
+    }
 }
 
 void run_free(struct run *run)

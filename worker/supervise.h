@@ -73,6 +73,14 @@ void supervise_run(struct child *c, const char *request, size_t request_len,
  * taken at the result. */
 void supervise_finish(struct child *c, struct run *run);
 
+/* After the reply, before the worker's next fork: give a child killed at
+ * its result up to max_ms to die, and reap it (sigchld_fd: the SIGCHLD
+ * self-pipe, drained). Its teardown and the fork of the next child then do
+ * not run at once: both walk the same shared pages and locks of the
+ * worker's memory, and each slows the other. One still not gone (a thread
+ * stuck in the kernel) is left to the dying list. */
+void supervise_settle(struct child *c, struct run *run, int sigchld_fd, int max_ms);
+
 /* Wipe and free what run holds. */
 void run_free(struct run *run);
 

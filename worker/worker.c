@@ -41,6 +41,10 @@
 /* Threads one script may run, its main thread included (RLIMIT_NPROC). */
 #define CHILD_MAX_THREADS 64
 
+/* How long, after its reply, a child killed at its result may take to die
+ * before the next fork (supervise_settle); a few ms when the CPUs are free. */
+#define SETTLE_MS 50
+
 struct worker {
     const struct config *cfg;
     int chan;
@@ -179,8 +183,10 @@ static __attribute__((noinline)) int serve(struct worker *w, char *frame, size_t
         r = send_reply(w, &rep);
     wipe_free(rep.body);
     files_out_free(&files);
-    if (run.end != RUN_SETUP_FAILED)
+    if (run.end != RUN_SETUP_FAILED) {
+        supervise_settle(&c, &run, w->sigchld[0], SETTLE_MS);
         retire(w, &c, &run);
+    }
     run_free(&run);
     return r;
 }
