@@ -22,10 +22,11 @@ from test_escape import ESCAPES, RAW, check_escape, check_raw_syscall, still_ser
 # result channel change nothing, and the argument rules leave its own calls.
 from test_escape import test_own_process_calls_still_work  # noqa: E402,F401
 from test_forge import (  # noqa: E402,F401
+    test_a_forged_success_ends_the_run,
     test_forged_result_over_the_cap,
     test_forged_setup_failure_is_not_a_500,
     test_forged_stats_are_not_believed,
-    test_no_200_after_a_forged_success,
+    test_peak_rss_is_the_kernels,
     test_script_exit_codes_are_never_a_service_fault,
 )
 

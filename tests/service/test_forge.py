@@ -7,15 +7,25 @@ import pytest
 
 from conftest import Server, children_of, temp_dirs, until, worker_pids
 
-# Long enough for seconds of CPU on a machine shared with much else.
+# Long enough for seconds of CPU on a machine shared with much else; a server
+# started elsewhere (the container test) is asked for its default instead.
 LONG_MS = 120000
 
 
 @pytest.fixture(scope="module")
 def server():
     s = Server("--workers", "2", "--timeout-ms", str(LONG_MS), "--cpu-ms", str(LONG_MS))
+    s.long_ms = LONG_MS
     yield s
     assert s.stop() == 0
+
+
+def run(server, body):
+    """Run forge(body) with as long a deadline as the server allows."""
+    long_ms = getattr(server, "long_ms", None)
+    if long_ms is None:
+        return server.execute(forge(body))
+    return server.execute(forge(body), timeout_ms=long_ms, timeout=long_ms / 1000 + 30)
 
 # The frame format of common/ipc.h: kind, length (host order), payload.
 FORGE = (
@@ -41,12 +51,12 @@ def forge(body):
 def test_forged_stats_are_not_believed(server):
     """The old frame carried the child's own rusage: cpu_ms and max_rss_kb
     now come from the kernel, wall_ms from the worker's clock."""
-    status, data = server.execute(forge([
+    status, data = run(server, [
         "burn(3.0)",
         "send(frame(RESULT, struct.pack('=QQ', 1, 1) + OK))",  # the old stats-first layout
         "send(frame(RESULT, OK))",
         "os._exit(0)",
-    ]), timeout_ms=LONG_MS, timeout=LONG_MS / 1000 + 30)
+    ])
     assert status == 400 and data["type"] == "exception", data  # not a record: tampering
     assert data["stats"]["cpu_ms"] >= 3000, data
     assert data["stats"]["wall_ms"] >= 3000, data
@@ -54,11 +64,7 @@ def test_forged_stats_are_not_believed(server):
 
 
 def test_a_forged_frame_alone_is_no_better_than_returning(server):
-    status, data = server.execute(
-        forge(["burn(1.0)", "send(frame(RESULT, OK))", "os._exit(0)"]),
-        timeout_ms=LONG_MS,
-        timeout=LONG_MS / 1000 + 30,
-    )
+    status, data = run(server, ["burn(1.0)", "send(frame(RESULT, OK))", "os._exit(0)"])
     # exactly what `return "forged"` gives, with the real stats
     assert (status, data["result"]) == (200, "forged"), data
     assert data["stats"]["cpu_ms"] >= 900, data
@@ -78,17 +84,15 @@ def test_a_forged_frame_alone_is_no_better_than_returning(server):
 def test_a_forged_success_ends_the_run(server, after):
     """The script chose to stop at its frame: answered with the forged value
     (what returning it then gives), whatever it meant to do next."""
-    status, data = server.execute(
-        forge(["send(frame(RESULT, OK))", after]), timeout_ms=LONG_MS, timeout=LONG_MS / 1000 + 30
-    )
+    status, data = run(server, ["send(frame(RESULT, OK))", after])
     assert (status, data["result"]) == (200, "forged"), data
-    assert data["stats"]["wall_ms"] < 50000, data  # not the 60 s loop's
+    assert data["stats"]["wall_ms"] < 14000, data  # not the 60 s loop's
 
 
 def test_a_forged_frame_leaves_nothing_running(server):
     """Threads burning CPU and writing files after the frame: the child is
     killed at the frame, reaped after the reply, and its temp dir removed."""
-    status, data = server.execute(forge([
+    status, data = run(server, [
         "import threading",
         "def spin(n):",
         "    while True:",
@@ -97,7 +101,7 @@ def test_a_forged_frame_leaves_nothing_running(server):
         "    threading.Thread(target=spin, args=(n,), daemon=True).start()",
         "send(frame(RESULT, OK))",
         "burn(60)",
-    ]), timeout_ms=LONG_MS, timeout=LONG_MS / 1000 + 30)
+    ])
     assert (status, data["result"]) == (200, "forged"), data
     assert data["stats"]["wall_ms"] < 50000, data
     for w in worker_pids(server):
@@ -108,7 +112,7 @@ def test_a_forged_frame_leaves_nothing_running(server):
 
 def test_stats_count_every_thread(server):
     """cpu_ms is the process's CPU clock: every thread's, exited ones too."""
-    status, data = server.execute(forge([
+    status, data = run(server, [
         "import threading",
         "def spin():",
         "    end = time.thread_time() + 1.0",
@@ -119,7 +123,7 @@ def test_stats_count_every_thread(server):
         "[t.join() for t in ts]",
         "send(frame(RESULT, OK))",
         "burn(60)",
-    ]), timeout_ms=LONG_MS, timeout=LONG_MS / 1000 + 30)
+    ])
     assert (status, data["result"]) == (200, "forged"), data
     assert data["stats"]["cpu_ms"] >= 2000, data
 
@@ -127,12 +131,12 @@ def test_stats_count_every_thread(server):
 def test_peak_rss_is_the_kernels(server):
     """200 MB touched and freed before a forged frame that claims 1 KiB: the
     high-water mark is the kernel's."""
-    status, data = server.execute(forge([
+    status, data = run(server, [
         "big = b'\\x01' * (200 << 20)",
         "del big",
         "send(frame(RESULT, b'{\"type\":\"ok\",\"result\":{\"max_rss_kb\":1}}'))",
         "burn(60)",
-    ]), timeout_ms=LONG_MS, timeout=LONG_MS / 1000 + 30)
+    ])
     assert (status, data["result"]) == (200, {"max_rss_kb": 1}), data
     assert data["stats"]["max_rss_kb"] >= 200 * 1024, data
 
