@@ -27,12 +27,13 @@
  *     answers from what is in the pipes then: all the child wrote before its
  *     frame is there, since its writes had completed. The child is reaped
  *     after the reply (supervise_settle, else the worker's dying list), so
- *     its teardown (milliseconds for a few hundred copy-on-write mappings) is
- *     never on the request's path. It cannot outlive the kill, and it is our unreaped
- *     child, so its pid cannot be reused meanwhile; its temp dir is the
- *     dying list's to remove (dying.c). What needs the child dead before the answer (files it left
- * in out/, which its threads could still be writing) waits for it with supervise_finish: that
- * request pays for the teardown;
+ *     its teardown (milliseconds for a few hundred copy-on-write mappings)
+ *     is never on the request's path. It cannot outlive the kill, and as
+ *     our unreaped child its pid cannot be reused meanwhile; its temp dir is
+ *     the dying list's, never removed while it may still write there
+ *     (dying.c). What needs the child dead before the answer (files it left
+ *     in out/, which its threads could still be writing) waits for it with
+ *     supervise_finish: that request pays for the teardown;
  *   - the record may carry only a returned value or a script-level error
  *     (reply.c); timeout, killed, internal and the rest are the worker's;
  *   - stats are the worker's: wall_ms by its own clock from the request to
