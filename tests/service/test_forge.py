@@ -3,6 +3,8 @@ result channel (fd 3), the stats are the worker's measurements (the kernel's
 numbers), the caps the worker's, and a forged frame cannot turn its run into a
 service fault. A forged frame ends the run, as returning that value then
 would: the child is killed and leaves nothing running."""
+import os
+
 import pytest
 
 from conftest import Server, children_of, temp_dirs, until, worker_pids
@@ -104,10 +106,17 @@ def test_a_forged_frame_leaves_nothing_running(server):
     ])
     assert (status, data["result"]) == (200, "forged"), data
     assert data["stats"]["wall_ms"] < 50000, data
-    for w in worker_pids(server):
-        # its spare alone, then: no script left running, no temp dir left
-        until(lambda: len(children_of(w)) == 1, f"worker {w} to reap the killed child", 30)
-        until(lambda: len(temp_dirs(w)) == 1, f"worker {w} to remove the temp dir", 30)
+
+    def settled():
+        # each worker's spare alone (no script left running, not even as a
+        # zombie), and the temp dir the threads wrote in gone
+        return all(
+            len(children_of(w)) == 1
+            and not any(os.path.exists(os.path.join(d, "spin-0")) for d in temp_dirs(w))
+            for w in worker_pids(server)
+        )
+
+    until(settled, "the killed child to be reaped and its temp dir removed", 60)
 
 
 def test_stats_count_every_thread(server):
