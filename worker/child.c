@@ -2,7 +2,8 @@
  *
  * Set-up is a checklist, one function a step, in this order:
  *   1. child_reset_signals   the worker's handlers and mask must not leak in; die with the worker
- *   2. child_bind_fds        pipes to fds 0-3, every other inherited fd closed (listening
+ *   2. priority_lower_child  nice 10, SCHED_BATCH, oom_score_adj 1000 (common/priority.h)
+ *   2b. child_bind_fds        pipes to fds 0-3, every other inherited fd closed (listening
  *                            socket, other children's pipes, the worker's channel); then
  *                            the memfd that becomes fd 0 once the request is read
  *                            (files_stdin_open: seccomp forbids memfd_create later)
@@ -32,6 +33,7 @@
 
 #include <jansson.h>
 
+#include "common/priority.h"
 #include "embed/embed.h"
 #include "seccomp/confine.h"
 #include "common/ipc.h"
@@ -214,6 +216,7 @@ static _Noreturn void child_main(const struct child_params *p, pid_t worker, int
     int stdin_fd;
 
     STEP(child_reset_signals(worker), "signals");
+    STEP(priority_lower_child(p->proc_fd), "priority");
     STEP(child_bind_fds(fds[0], fds[1], fds[2], fds[3]), "fds");
     STEP(stdin_fd = files_stdin_open(), "stdin");
     STEP(child_clean_env(tmpdir), "environment");
@@ -261,6 +264,7 @@ int child_spawn(const struct child_params *p, struct child *c)
         }
     }
 
+    c->oom_kills = priority_oom_kills();
     pid_t worker = getpid();
     pid_t pid = singlefork();
     if (pid < 0) {

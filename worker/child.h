@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "seccomp/policy.h"
@@ -21,6 +22,7 @@ struct child_params {
     const char *scratch;       /* the worker's dir in which each child gets its temp dir */
     size_t tmpfs_kb;           /* > 0: each temp dir is a tmpfs of this size (tmpdir.h) */
     struct policy_prog policy; /* compiled once by the worker */
+    int proc_fd; /* /proc, opened before the worker's mount namespace made it read-only */
 };
 
 /* The worker's handle on one child. */
@@ -29,7 +31,8 @@ struct child {
     int req_fd; /* write end of the child's fd 0: the request frame */
     int out_fd; /* read ends of the child's fds 1 and 2 (non-blocking) */
     int err_fd;
-    int res_fd; /* read end of the child's fd 3: READY, then RESULT (non-blocking) */
+    int res_fd;        /* read end of the child's fd 3: READY, then RESULT (non-blocking) */
+    int64_t oom_kills; /* the kernel's OOM kill count when it was forked (-1: not shown) */
     char tmpdir[TMPDIR_PATH_MAX];
 };
 

@@ -88,6 +88,13 @@ static void classify_death(const struct run *run, const struct reply_limits *lim
                  (unsigned long long)lim->cpu_ms);
         return;
     }
+    if (run->oom_killed) {
+        set_error(out, 400, "memory_limit");
+        snprintf(msg, msglen,
+                 "The machine ran out of memory and the kernel stopped this script (scripts "
+                 "are stopped before the service); retry, or use less memory.");
+        return;
+    }
     char name[32];
     snprintf(name, sizeof(name), "SIG%s", sigabbrev_np(sig) ? sigabbrev_np(sig) : "UNKNOWN");
     set_error(out, 400, "killed");

@@ -38,7 +38,8 @@ struct run {
     size_t result_len;
     int wait_status; /* from wait4, once reaped */
     bool reaped;
-    bool killed; /* stopped at its result: SIGKILLed, not yet reaped */
+    bool killed;     /* stopped at its result: SIGKILLed, not yet reaped */
+    bool oom_killed; /* SIGKILL while the kernel's OOM kill count rose: out of memory */
     /* The kernel's, never the child's word: its CPU clock and VmHWM when it
      * stopped at its result, else wait4's rusage. */
     uint64_t cpu_us, max_rss_kb;

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/priority.h"
 #include "seccomp/confine.h"
 #include "seccomp/namespaces.h"
 #include "seccomp/privdrop.h"
@@ -128,6 +129,17 @@ static void collect_out_files(struct worker *w, struct child *c, struct run *run
     }
 }
 
+/* A child dead of SIGKILL that the worker did not send (a timeout, cancel or
+ * cap ends the run otherwise) and that the CPU limit does not explain was
+ * killed by the kernel: if its OOM kill count rose meanwhile, for memory. */
+static void note_oom_kill(const struct child *c, struct run *run)
+{
+    if (run->end != RUN_DIED || !WIFSIGNALED(run->wait_status) ||
+        WTERMSIG(run->wait_status) != SIGKILL || c->oom_kills < 0)
+        return;
+    run->oom_killed = priority_oom_kills() > c->oom_kills;
+}
+
 /* Run one request frame (consumed: wiped and freed) and send its reply. Never
  * inlined: its locals (limits, lengths) must die below the loop's frame, where
  * wipe_stack reaches, not live on in it. */
@@ -159,6 +171,7 @@ static __attribute__((noinline)) int serve(struct worker *w, char *frame, size_t
         c = w->spare;
         w->have_spare = false;
         supervise_run(&c, frame, len, &sp, &run);
+        note_oom_kill(&c, &run);
         if (run.end != RUN_SETUP_FAILED)
             break;
         fprintf(stderr, "pyexecd: worker %d: %s\n", getpid(), run.setup_error);
@@ -270,8 +283,12 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
         .uid = (uid_t)-1,
         .gid = (gid_t)-1,
         .result_cap = (size_t)cfg->result_kb << 10,
+        /* Children write their oom_score_adj through it (common/priority.h). */
+        .proc_fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC),
     };
     sandbox_limits(cfg, &w->params.limits);
+    if (w->params.proc_fd < 0)
+        w->params.proc_fd = AT_FDCWD;
     if (geteuid() == 0) {
         int r = privdrop_resolve(cfg->user, &w->params.uid, &w->params.gid);
         if (r)

@@ -1,0 +1,77 @@
+/* CPU priority and OOM ordering. See priority.h. */
+#include "common/priority.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static int write_oom_adj(int proc_fd, int value)
+{
+    char text[16];
+    int n = snprintf(text, sizeof(text), "%d", value);
+    int fd =
+        openat(proc_fd, proc_fd == AT_FDCWD ? "/proc/self/oom_score_adj" : "self/oom_score_adj",
+               O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = write(fd, text, n) == n ? 0 : -errno;
+    close(fd);
+    return r;
+}
+
+static int read_oom_adj(void)
+{
+    char text[16] = {0};
+    int fd = open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    int r = n > 0 ? atoi(text) : -EIO;
+    close(fd);
+    return r;
+}
+
+int priority_protect_service(void)
+{
+    write_oom_adj(AT_FDCWD, PRIORITY_SERVICE_OOM_ADJ); /* EACCES without CAP_SYS_RESOURCE: keep 0 */
+    return read_oom_adj();
+}
+
+int priority_lower_child(int proc_fd)
+{
+    /* Raising one's own nice and OOM score needs no privilege; only the way
+     * back does, and the uid drop and seccomp take that away. The nice value
+     * is the part that matters; a sandbox without SCHED_BATCH or a writable
+     * oom_score_adj (gVisor) still runs the script. */
+    errno = 0;
+    if (setpriority(PRIO_PROCESS, 0, PRIORITY_CHILD_NICE) && errno)
+        return -errno;
+    struct sched_param none = {0};
+    if (sched_setscheduler(0, SCHED_BATCH, &none) && errno != EINVAL && errno != EPERM &&
+        errno != ENOSYS)
+        return -errno;
+    int r = write_oom_adj(proc_fd, PRIORITY_CHILD_OOM_ADJ);
+    return r == -ENOENT || r == -EACCES ? 0 : r;
+}
+
+int64_t priority_oom_kills(void)
+{
+    /* About 4 KiB on 6.x kernels; oom_kill is past the middle: read it whole. */
+    char buf[16384];
+    int fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+        len += n;
+    close(fd);
+    buf[len] = '\0';
+    const char *at = strstr(buf, "\noom_kill ");
+    return at ? strtoll(at + 10, NULL, 10) : -1;
+}

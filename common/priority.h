@@ -1,0 +1,39 @@
+/* Who yields when the machine is short of CPU or memory: the scripts, never
+ * the service. The acceptor calls priority_protect_service once at start-up
+ * (the template and workers inherit it across exec and fork); each child calls
+ * priority_lower_child during its set-up, while it still may write its own
+ * /proc files (before the uid drop and Landlock), through a directory fd of
+ * /proc the worker opened before its mount namespace made / read-only; the
+ * worker reads
+ * priority_oom_kills to tell a script the kernel killed for memory. */
+#ifndef PYEXEC_PRIORITY_H
+#define PYEXEC_PRIORITY_H
+
+#include <stdint.h>
+
+/* The children's nice value: the kernel then gives the acceptor and workers
+ * (nice 0) about ten times a script's share of a busy CPU. */
+#define PRIORITY_CHILD_NICE 10
+/* The children's OOM score adjustment: the highest, so the kernel's OOM killer
+ * picks a script before anything else in the container. */
+#define PRIORITY_CHILD_OOM_ADJ 1000
+/* The service's own, where the kernel allows lowering it (as root). */
+#define PRIORITY_SERVICE_OOM_ADJ -900
+
+/* Lower the caller's OOM score to PRIORITY_SERVICE_OOM_ADJ. Without the
+ * privilege it stays where it is (0 by default), which is still below every
+ * child's. Returns the value in force, or -errno if it cannot be read. */
+int priority_protect_service(void);
+
+/* For the calling child: nice PRIORITY_CHILD_NICE, SCHED_BATCH (the kernel
+ * treats it as CPU-bound: no preemption of others when it wakes) and
+ * oom_score_adj PRIORITY_CHILD_OOM_ADJ, written through proc_fd (a directory
+ * fd of a writable /proc). Returns 0 or -errno. */
+int priority_lower_child(int proc_fd);
+
+/* The kernel's count of processes its OOM killer has killed since boot
+ * (oom_kill in /proc/vmstat: global and cgroup OOM alike), or -1 where it is
+ * not shown (gVisor, kernels before 4.13). */
+int64_t priority_oom_kills(void);
+
+#endif
