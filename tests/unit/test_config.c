@@ -36,6 +36,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.timeout_ms, 15000);
     assert_int_equal(cfg.cpu_ms, 15000);
     assert_int_equal(cfg.memory_mb, 700);
+    assert_int_equal(cfg.memory_overcommit, 400);
     assert_int_equal(cfg.script_kb, 100);
     assert_int_equal(cfg.output_kb, 1024);
     assert_int_equal(cfg.result_kb, 10240);
