@@ -149,7 +149,8 @@ int budget_plan_for(struct config *cfg, struct budget *b, uint64_t limit_mb, lon
         cfg->workers = n < 2 ? 2 : n > 256 ? 256 : n;
     }
     b->footprint_mb = BUDGET_BASE_MB + BUDGET_WORKER_MB * (uint64_t)cfg->workers;
-    if (limit_mb < b->footprint_mb + 16) {
+    b->tmp_mb = ((uint64_t)cfg->tmp_kb + 1023) >> 10;
+    if (limit_mb < b->footprint_mb + b->tmp_mb + 16) {
         fprintf(log,
                 "pyexecd: %llu MiB of memory (%s) cannot hold %ld workers (%llu MiB) and a "
                 "script; give it more memory or fewer --workers\n",
@@ -158,13 +159,16 @@ int budget_plan_for(struct config *cfg, struct budget *b, uint64_t limit_mb, lon
         return -ENOMEM;
     }
     b->scripts_mb = limit_mb - b->footprint_mb;
-    if ((uint64_t)cfg->memory_mb > b->scripts_mb) {
+    /* One script alone must fit what is left: memory limit and temp dir. */
+    uint64_t room = b->scripts_mb - b->tmp_mb;
+    if ((uint64_t)cfg->memory_mb > room) {
         fprintf(log,
                 "pyexecd: memory per script lowered from %ld to %llu MiB: %llu MiB (%s) less "
-                "%llu MiB for the service's own processes\n",
-                cfg->memory_mb, (unsigned long long)b->scripts_mb, (unsigned long long)limit_mb,
-                b->source, (unsigned long long)b->footprint_mb);
-        cfg->memory_mb = (long)b->scripts_mb;
+                "%llu MiB for the service's own processes and %llu MiB for the script's temp "
+                "dir\n",
+                cfg->memory_mb, (unsigned long long)room, (unsigned long long)limit_mb, b->source,
+                (unsigned long long)b->footprint_mb, (unsigned long long)b->tmp_mb);
+        cfg->memory_mb = (long)room;
     }
     b->budget_mb = b->scripts_mb * (uint64_t)cfg->memory_overcommit / 100;
     return 0;
@@ -182,18 +186,23 @@ int budget_plan(struct config *cfg, struct budget *b, FILE *log)
     return budget_plan_for(cfg, b, bytes >> 20, sysconf(_SC_NPROCESSORS_ONLN), log);
 }
 
-bool budget_reserve(struct budget *b, uint64_t memory_mb)
+uint64_t budget_script_mb(const struct budget *b, uint64_t memory_mb)
 {
-    if (b->running && b->reserved_mb + memory_mb > b->budget_mb)
+    return memory_mb + b->tmp_mb;
+}
+
+bool budget_reserve(struct budget *b, uint64_t mb)
+{
+    if (b->running && b->reserved_mb + mb > b->budget_mb)
         return false;
-    b->reserved_mb += memory_mb;
+    b->reserved_mb += mb;
     b->running++;
     return true;
 }
 
-void budget_release(struct budget *b, uint64_t memory_mb)
+void budget_release(struct budget *b, uint64_t mb)
 {
-    b->reserved_mb -= memory_mb < b->reserved_mb ? memory_mb : b->reserved_mb;
+    b->reserved_mb -= mb < b->reserved_mb ? mb : b->reserved_mb;
     if (b->running)
         b->running--;
 }

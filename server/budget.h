@@ -2,7 +2,9 @@
  * else the machine's), what its own processes take, how many workers to run,
  * and which scripts may run now. A request runs only while the memory limits
  * of the running scripts, its own included, sum to at most the budget; the
- * others wait in the pool's queue. Runs in the acceptor: budget_plan once
+ * others wait in the pool's queue. A script's limit is its memory limit plus
+ * its temp dir: files live in memory too (a tmpfs, or Cloud Run's file
+ * system). Runs in the acceptor: budget_plan once
  * before the pool starts (it settles cfg->workers and cfg->memory_mb, which the
  * template then inherits), the rest from server/pool.c's dispatch. */
 #ifndef PYEXEC_BUDGET_H
@@ -29,6 +31,7 @@ struct budget {
     char source[32];       /* where limit_mb came from: "cgroup v2", "cgroup v1", "MemTotal" */
     uint64_t footprint_mb; /* its own processes: BUDGET_BASE_MB + BUDGET_WORKER_MB per worker */
     uint64_t scripts_mb;   /* limit_mb - footprint_mb: what scripts may really use */
+    uint64_t tmp_mb;       /* each script's temp dir, added to its memory limit */
     uint64_t budget_mb;    /* scripts_mb x overcommit: what their limits may sum to */
     uint64_t reserved_mb;  /* the sum of the running scripts' limits */
     unsigned running;      /* scripts holding a reservation */
@@ -53,11 +56,14 @@ int budget_plan(struct config *cfg, struct budget *b, FILE *log);
  * budget_plan. */
 int budget_plan_for(struct config *cfg, struct budget *b, uint64_t limit_mb, long cpus, FILE *log);
 
-/* Reserve memory_mb for a script about to run; false if it does not fit now
- * (it waits). A script alone always fits: its limit is at most scripts_mb. */
-bool budget_reserve(struct budget *b, uint64_t memory_mb);
+/* What a script with this memory limit reserves: memory_mb + tmp_mb. */
+uint64_t budget_script_mb(const struct budget *b, uint64_t memory_mb);
+
+/* Reserve mb (budget_script_mb) for a script about to run; false if it does
+ * not fit now (it waits). A script alone always fits. */
+bool budget_reserve(struct budget *b, uint64_t mb);
 
 /* Its script ended (or its worker died): give the reservation back. */
-void budget_release(struct budget *b, uint64_t memory_mb);
+void budget_release(struct budget *b, uint64_t mb);
 
 #endif

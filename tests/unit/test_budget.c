@@ -146,7 +146,9 @@ static void test_plan_small_container(void **state)
     fclose(null);
     assert_int_equal(cfg.workers, (256 - BUDGET_BASE_MB) / BUDGET_WORKER_MB);
     assert_int_equal(b.footprint_mb, BUDGET_BASE_MB + BUDGET_WORKER_MB * cfg.workers);
-    assert_int_equal(cfg.memory_mb, 512 - b.footprint_mb);
+    assert_int_equal(b.tmp_mb, 16);
+    assert_int_equal(cfg.memory_mb, 512 - b.footprint_mb - 16);
+    assert_int_equal(budget_script_mb(&b, cfg.memory_mb), b.scripts_mb);
     assert_int_equal(b.budget_mb, b.scripts_mb * 4);
 }
 
@@ -170,12 +172,12 @@ static void test_plan_refuses_too_small(void **state)
     cfg.workers = 4;
     struct budget b = {.source = "cgroup v2"};
     FILE *null = fopen("/dev/null", "w");
-    assert_int_equal(budget_plan_for(&cfg, &b, 150, 2, null), -ENOMEM);
+    assert_int_equal(budget_plan_for(&cfg, &b, 180, 2, null), -ENOMEM);
     cfg.workers = 2;
-    assert_int_equal(budget_plan_for(&cfg, &b, 150, 2, null), 0);
+    assert_int_equal(budget_plan_for(&cfg, &b, 180, 2, null), 0);
     fclose(null);
     assert_int_equal(cfg.workers, 2);
-    assert_int_equal(cfg.memory_mb, 150 - BUDGET_BASE_MB - 2 * BUDGET_WORKER_MB);
+    assert_int_equal(cfg.memory_mb, 180 - BUDGET_BASE_MB - 2 * BUDGET_WORKER_MB - 16);
 }
 
 static void test_reserve_release(void **state)
