@@ -14,9 +14,8 @@ static int write_oom_adj(int proc_fd, int value)
 {
     char text[16];
     int n = snprintf(text, sizeof(text), "%d", value);
-    int fd =
-        openat(proc_fd, proc_fd == AT_FDCWD ? "/proc/self/oom_score_adj" : "self/oom_score_adj",
-               O_WRONLY | O_CLOEXEC);
+    int fd = proc_fd > 0 ? openat(proc_fd, "self/oom_score_adj", O_WRONLY | O_CLOEXEC)
+                         : open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     int r = write(fd, text, n) == n ? 0 : -errno;
@@ -38,7 +37,7 @@ static int read_oom_adj(void)
 
 int priority_protect_service(void)
 {
-    write_oom_adj(AT_FDCWD, PRIORITY_SERVICE_OOM_ADJ); /* EACCES without CAP_SYS_RESOURCE: keep 0 */
+    write_oom_adj(0, PRIORITY_SERVICE_OOM_ADJ); /* EACCES without CAP_SYS_RESOURCE: keep 0 */
     return read_oom_adj();
 }
 

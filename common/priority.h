@@ -1,10 +1,10 @@
 /* Who yields when the machine is short of CPU or memory: the scripts, never
  * the service. The acceptor calls priority_protect_service once at start-up
- * (the template and workers inherit it across exec and fork); each child calls
- * priority_lower_child during its set-up, while it still may write its own
- * /proc files (before the uid drop and Landlock), through a directory fd of
- * /proc the worker opened before its mount namespace made / read-only; the
- * worker reads
+ * (the template and workers inherit it across exec and fork); each child
+ * lowers itself in the first step of seccomp/confine.c's sandbox_confine,
+ * while it still may write its own /proc files (before the uid drop and
+ * Landlock), through a directory fd of /proc the worker opened before its
+ * mount namespace made / read-only; the worker reads
  * priority_oom_kills to tell a script the kernel killed for memory. */
 #ifndef PYEXEC_PRIORITY_H
 #define PYEXEC_PRIORITY_H
@@ -28,7 +28,7 @@ int priority_protect_service(void);
 /* For the calling child: nice PRIORITY_CHILD_NICE, SCHED_BATCH (the kernel
  * treats it as CPU-bound: no preemption of others when it wakes) and
  * oom_score_adj PRIORITY_CHILD_OOM_ADJ, written through proc_fd (a directory
- * fd of a writable /proc). Returns 0 or -errno. */
+ * fd of a writable /proc; 0 or less: /proc as mounted). Returns 0 or -errno. */
 int priority_lower_child(int proc_fd);
 
 /* The kernel's count of processes its OOM killer has killed since boot

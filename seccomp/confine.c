@@ -1,6 +1,10 @@
 /* The child's confinement in order. See confine.h. */
 #include "seccomp/confine.h"
 
+#include <unistd.h>
+
+#include "common/priority.h"
+
 #include "seccomp/landlock.h"
 #include "seccomp/privdrop.h"
 
@@ -17,6 +21,12 @@ void sandbox_limits(const struct config *cfg, struct rlimits_spec *out)
 int sandbox_confine(const struct confine_spec *s, struct rlimits_base *base, const char **step)
 {
     int r;
+    *step = "priority";
+    r = priority_lower_child(s->proc_fd);
+    if (s->proc_fd > 0)
+        close(s->proc_fd); /* the host's /proc: gone before any user code */
+    if (r < 0)
+        return r;
     *step = "rlimits";
     if ((r = rlimits_apply(s->limits, base)) < 0)
         return r;

@@ -1,4 +1,7 @@
 /* The child's confinement, applied in one call and in one order:
+ *   0. priority_lower_child   nice 10, SCHED_BATCH, oom_score_adj 1000
+ *                             (common/priority.h): scripts yield the CPU to
+ *                             the service and are the OOM killer's first pick
  *   1. rlimits_apply          CPU, memory, file size, fds, no core (reads
  *                             /proc/self/status: before Landlock)
  *   2. privdrop_apply         unprivileged uid/gid, no groups, no
@@ -27,6 +30,10 @@ struct confine_spec {
     gid_t gid;
     const char *tmpdir;               /* the only writable directory */
     const struct policy_prog *policy; /* compiled once (policy_compile) */
+    /* > 0: a directory fd of a writable /proc (the worker's, opened before
+     * its mount namespace made / read-only), closed by step 0; 0: /proc as
+     * mounted. */
+    int proc_fd;
     /* pyexecd-unconfined (bench/ only, measuring what confinement costs):
      * step 1 alone. */
     bool rlimits_only;
@@ -38,7 +45,7 @@ void sandbox_limits(const struct config *cfg, struct rlimits_spec *out);
 
 /* Apply the steps in order; stop at the first that fails. base receives
  * what the process used before its limits (for rlimits_lower). Returns 0,
- * or -errno with *step naming the step ("rlimits", "privdrop",
+ * or -errno with *step naming the step ("priority", "rlimits", "privdrop",
  * "no_new_privs", "landlock", "seccomp"). On failure no user code may run. */
 int sandbox_confine(const struct confine_spec *s, struct rlimits_base *base, const char **step);
 

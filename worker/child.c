@@ -2,15 +2,16 @@
  *
  * Set-up is a checklist, one function a step, in this order:
  *   1. child_reset_signals   the worker's handlers and mask must not leak in; die with the worker
- *   2. priority_lower_child  nice 10, SCHED_BATCH, oom_score_adj 1000 (common/priority.h)
- *   2b. child_bind_fds        pipes to fds 0-3, every other inherited fd closed (listening
- *                            socket, other children's pipes, the worker's channel); then
- *                            the memfd that becomes fd 0 once the request is read
- *                            (files_stdin_open: seccomp forbids memfd_create later)
+ *   2. child_bind_fds        pipes to fds 0-3, the worker's /proc to fd 4, every other
+ *                            inherited fd closed (listening socket, other children's pipes,
+ *                            the worker's channel); then the memfd that becomes fd 0 once
+ *                            the request is read (files_stdin_open: seccomp forbids
+ *                            memfd_create later)
  *   3. child_clean_env       environment reduced to a short allowlist; RNGs re-seeded
  *   4. child_enter_tmpdir    the private temp dir becomes cwd and TMPDIR
  *   5. sandbox_confine       seccomp/confine.c, the same call the sandbox tests make:
- *                            rlimits, uid/gid drop, no_new_privs, Landlock, seccomp last
+ *                            CPU priority and OOM score (closing fd 4), rlimits, uid/gid
+ *                            drop, no_new_privs, Landlock, seccomp last
  * Then READY on fd 3, the request from fd 0, the request's own limits, its
  * stdin as the new fd 0, its input files and an empty out/ in the temp dir
  * (files.c), START on fd 3, and the script. A failure before READY is said as READY's payload,
@@ -45,7 +46,7 @@
 /* A child inherits this process's memory: free only through wipe_free (wipe.h). */
 #pragma GCC poison free realloc
 
-enum { FD_REQUEST = 0, FD_STDOUT = 1, FD_STDERR = 2, FD_RESULT = 3 };
+enum { FD_REQUEST = 0, FD_STDOUT = 1, FD_STDERR = 2, FD_RESULT = 3, FD_PROC = 4 };
 
 /* A set-up failure, said as the payload of READY (before the request) or
  * START (after it). The exit code means nothing to the worker: it reads the
@@ -100,20 +101,23 @@ static int close_from(int lowest)
     return complete ? 0 : close_from(lowest); /* more than 1024: another pass */
 }
 
-/* Move the four pipe ends to fds 0-3 and close everything else. */
-static int child_bind_fds(int req, int out, int err, int res)
+/* Move the four pipe ends to fds 0-3 and the worker's /proc (if it has one,
+ * for sandbox_confine's first step, which closes it) to FD_PROC; close
+ * everything else. */
+static int child_bind_fds(int req, int out, int err, int res, int proc)
 {
-    /* Lift them above 3 first so no dup2 overwrites another. */
-    int fds[4] = {req, out, err, res};
-    for (int i = 0; i < 4; i++) {
+    /* Lift them above FD_PROC first so no dup2 overwrites another. */
+    int fds[5] = {req, out, err, res, proc};
+    int n = proc > 0 ? 5 : 4;
+    for (int i = 0; i < n; i++) {
         fds[i] = fcntl(fds[i], F_DUPFD, 10);
         if (fds[i] < 0)
             return -errno;
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < n; i++)
         if (dup2(fds[i], i) < 0)
             return -errno;
-    return close_from(4);
+    return close_from(n);
 }
 
 static int child_clean_env(const char *tmpdir)
@@ -216,8 +220,7 @@ static _Noreturn void child_main(const struct child_params *p, pid_t worker, int
     int stdin_fd;
 
     STEP(child_reset_signals(worker), "signals");
-    STEP(priority_lower_child(p->proc_fd), "priority");
-    STEP(child_bind_fds(fds[0], fds[1], fds[2], fds[3]), "fds");
+    STEP(child_bind_fds(fds[0], fds[1], fds[2], fds[3], p->proc_fd), "fds");
     STEP(stdin_fd = files_stdin_open(), "stdin");
     STEP(child_clean_env(tmpdir), "environment");
     STEP(child_enter_tmpdir(tmpdir), "tmpdir");
@@ -227,6 +230,7 @@ static _Noreturn void child_main(const struct child_params *p, pid_t worker, int
         .gid = p->gid,
         .tmpdir = tmpdir,
         .policy = &p->policy,
+        .proc_fd = p->proc_fd > 0 ? FD_PROC : 0,
 #ifdef PYEXEC_UNCONFINED /* bench/'s pyexecd-unconfined: what confinement costs */
         .rlimits_only = true,
 #endif

@@ -22,7 +22,7 @@ struct child_params {
     const char *scratch;       /* the worker's dir in which each child gets its temp dir */
     size_t tmpfs_kb;           /* > 0: each temp dir is a tmpfs of this size (tmpdir.h) */
     struct policy_prog policy; /* compiled once by the worker */
-    int proc_fd; /* /proc, opened before the worker's mount namespace made it read-only */
+    int proc_fd; /* /proc, opened before the worker's mount namespace made it read-only; 0: none */
 };
 
 /* The worker's handle on one child. */

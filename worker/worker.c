@@ -288,7 +288,7 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
     };
     sandbox_limits(cfg, &w->params.limits);
     if (w->params.proc_fd < 0)
-        w->params.proc_fd = AT_FDCWD;
+        w->params.proc_fd = 0; /* none: children use /proc as mounted */
     if (geteuid() == 0) {
         int r = privdrop_resolve(cfg->user, &w->params.uid, &w->params.gid);
         if (r)
