@@ -180,11 +180,6 @@ int config_load(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
         if (r)
             return -EINVAL;
     }
-
-    if (cfg->workers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        cfg->workers = n > 0 ? n : 1;
-    }
     return 0;
 }
 

@@ -13,10 +13,13 @@
 
 /* X(field, flag, env, default, min, max, help)
  * Per-request fields (timeout_ms, memory_mb) may only lower the server's value:
- * the server's value is the cap. workers = 0 means "one per CPU". */
+ * the server's value is the cap. workers = 0 means "from CPUs and memory",
+ * resolved in the acceptor by server/budget.c. */
 #define CONFIG_INTS(X)                                                                             \
     X(port, "port", "PORT", 8080, 0, 65535, "TCP port to listen on (0: any free port)")            \
-    X(workers, "workers", "PYEXEC_WORKERS", 0, 0, 256, "worker processes; 0 = one per CPU")        \
+    X(workers, "workers", "PYEXEC_WORKERS", 0, 0, 256,                                             \
+      "worker processes, each running one script at a time; 0 = 8 per CPU, fewer where memory is " \
+      "short")                                                                                     \
     X(queue, "queue", "PYEXEC_QUEUE", 64, 0, 100000,                                               \
       "requests that may wait for a worker; beyond it: 503")                                       \
     X(queue_timeout_ms, "queue-timeout-ms", "PYEXEC_QUEUE_TIMEOUT_MS", 10000, 1, 600000,           \
@@ -77,7 +80,7 @@ struct config {
 
 /* Fill cfg from defaults, then the environment, then argv (--flag=V or --flag V).
  * Returns 0, 1 when --help was given (usage printed to out), or -EINVAL with
- * a message on err. Resolves workers = 0 to the CPU count. */
+ * a message on err. */
 int config_load(struct config *cfg, int argc, char **argv, FILE *out, FILE *err);
 
 void config_usage(FILE *out);

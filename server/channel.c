@@ -12,6 +12,28 @@
 #include "common/ipc.h"
 #include "server/queue.h"
 
+/* A worker that fails its set-up (a uid it cannot have, a sandbox the host
+ * refuses) would fail again at once: retry after 0.1 s, 0.2 s, ... 30 s. */
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS   30000
+
+void slot_release(struct pool_slot *s)
+{
+    if (s->pool->budget && s->reserved_mb)
+        budget_release(s->pool->budget, s->reserved_mb);
+    s->reserved_mb = 0;
+}
+
+static void on_backoff_due(uv_timer_t *t)
+{
+    struct pool_slot *s = t->data;
+    struct pool *p = s->pool;
+    if (!p->stopping && p->template_up && s->state == SLOT_DOWN && !s->chan_open) {
+        p->respawns++;
+        slot_request_spawn(s);
+    }
+}
+
 void slot_closed(uv_handle_t *h)
 {
     struct pool_slot *s = h->data;
@@ -20,10 +42,23 @@ void slot_closed(uv_handle_t *h)
     s->buf = NULL;
     s->len = s->alloc = 0;
     struct pool *p = s->pool;
-    /* The handle is free again: now the worker can be replaced. */
+    /* The handle is free again: now the worker can be replaced, at once
+     * unless it never got through its set-up. */
     if (!p->stopping && p->template_up) {
-        p->respawns++;
-        slot_request_spawn(s);
+        if (s->failures) {
+            unsigned shift = s->failures - 1 < 16 ? s->failures - 1 : 16;
+            uint64_t ms = (uint64_t)BACKOFF_FIRST_MS << shift;
+            if (ms > BACKOFF_MAX_MS)
+                ms = BACKOFF_MAX_MS;
+            fprintf(stderr,
+                    "pyexecd: worker %u failed during set-up (%u in a row; its reason is "
+                    "above); retry in %.1f s\n",
+                    s->index, s->failures, ms / 1000.0);
+            uv_timer_start(&s->backoff, on_backoff_due, ms, 0);
+        } else {
+            p->respawns++;
+            slot_request_spawn(s);
+        }
     }
     if (p->stopping) {
         bool all_closed = true;
@@ -44,6 +79,9 @@ static void slot_down(struct pool_slot *s)
         return;
     struct pool_job *j = s->job;
     s->job = NULL;
+    if (s->state == SLOT_STARTING)
+        s->failures++;
+    slot_release(s);
     s->state = SLOT_DOWN;
     if (s->chan_open)
         uv_close((uv_handle_t *)&s->chan, slot_closed);
@@ -73,6 +111,7 @@ static void on_ready(struct pool_slot *s, const char *payload, size_t len)
     }
     s->state = SLOT_IDLE;
     s->idle_since = uv_hrtime();
+    s->failures = 0;
     fprintf(stderr, "pyexecd: worker %u ready (pid %lld)\n", s->index,
             (long long)json_integer_value(json_object_get(o, "pid")));
     json_decref(o);
@@ -87,15 +126,19 @@ static void on_ready(struct pool_slot *s, const char *payload, size_t len)
 static void on_reply(struct pool_slot *s, const char *payload, size_t len)
 {
     struct ipc_reply r;
+    /* Checked while the job is still the slot's: a worker that sends garbage
+     * is taken down, and slot_down retries or answers its job. */
+    if (len >= sizeof(r))
+        memcpy(&r, payload, sizeof(r));
+    if (len < sizeof(r) || r.type_len > len - sizeof(r) || r.type_len >= 32) {
+        fprintf(stderr, "pyexecd: worker %u sent a malformed reply; replacing it\n", s->index);
+        return slot_down(s);
+    }
     struct pool_job *j = s->job;
     s->job = NULL;
+    slot_release(s);
     s->state = SLOT_IDLE;
     s->idle_since = uv_hrtime();
-    if (len < sizeof(r))
-        return slot_down(s);
-    memcpy(&r, payload, sizeof(r));
-    if (r.type_len > len - sizeof(r) || r.type_len >= 32)
-        return slot_down(s);
     if (s->pool->fork_time_cb && r.fork_us)
         s->pool->fork_time_cb(r.fork_us / 1e6);
     if (j) {

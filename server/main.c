@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "common/config.h"
+#include "common/priority.h"
 #include "seccomp/policy.h"
 #include "server/env.h"
 #include "server/http.h"
@@ -107,6 +108,7 @@ static int serve(struct server *srv)
         return 1;
     }
     pool_set_callbacks(srv->pool, on_pool_ready, on_pool_fatal, srv);
+    pool_set_budget(srv->pool, &srv->budget);
     pool_on_fork_time(srv->pool, metrics_fork);
 
     struct http_server_opts o = {
@@ -176,6 +178,22 @@ int main(int argc, char **argv)
     if (r)
         return r > 0 ? 0 : 2;
     make_instance_id(srv.instance, sizeof(srv.instance));
+    /* The kernel's OOM killer takes a script, never the acceptor, template
+     * or a worker (they inherit this across exec and fork). */
+    int adj = priority_protect_service();
+    /* How many workers, how much memory per script: before the template
+     * gets its flags. */
+    if (budget_plan(&srv.cfg, &srv.budget, stderr))
+        return 2;
+    fprintf(stderr,
+            "pyexecd: memory: %llu MiB (%s), %llu MiB for the service's own processes, "
+            "%llu MiB per script, scripts' limits may sum to %llu MiB (%ld%%); %ld workers; "
+            "oom_score_adj %d\n",
+            (unsigned long long)srv.budget.limit_mb, srv.budget.source,
+            (unsigned long long)srv.budget.footprint_mb,
+            (unsigned long long)budget_script_mb(&srv.budget, srv.cfg.memory_mb),
+            (unsigned long long)srv.budget.budget_mb, srv.cfg.memory_overcommit, srv.cfg.workers,
+            adj);
     /* The service's environment may hold credentials, and some sandboxes
      * (gVisor) show /proc/<pid>/environ to every uid. */
     env_scrub();

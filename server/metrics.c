@@ -132,6 +132,17 @@ char *metrics_render(const struct pool_stats *pool, unsigned connections, size_t
     gauge(f, "pyexec_queue_depth", "gauge", "Requests waiting for a worker", pool->queued);
     gauge(f, "pyexec_worker_respawns_total", "counter", "Workers replaced after dying",
           (double)pool->respawns);
+    gauge(f, "pyexec_workers_failing", "gauge",
+          "Workers whose set-up failed, waiting to be tried again", pool->failing);
+    gauge(f, "pyexec_memory_limit_bytes", "gauge",
+          "Memory the service may use (its cgroup's limit, else the machine's)",
+          (double)(pool->memory_limit_mb << 20));
+    gauge(f, "pyexec_memory_budget_bytes", "gauge",
+          "What the running scripts' memory limits and temp dirs may sum to",
+          (double)(pool->memory_budget_mb << 20));
+    gauge(f, "pyexec_memory_reserved_bytes", "gauge",
+          "The running scripts' memory limits and temp dirs, summed",
+          (double)(pool->memory_reserved_mb << 20));
     gauge(f, "pyexec_connections", "gauge", "Open client connections", connections);
     counter(f, "pyexec_input_file_bytes_total", "Bytes of input files (decoded) handed to scripts",
             files_in_bytes);

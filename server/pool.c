@@ -69,8 +69,11 @@ int pool_start(uv_loop_t *loop, const struct config *cfg, const char *exe, struc
         free(p);
         return -ENOMEM;
     }
-    for (unsigned i = 0; i < p->nslots; i++)
+    for (unsigned i = 0; i < p->nslots; i++) {
         p->slots[i] = (struct pool_slot){.pool = p, .index = i, .state = SLOT_DOWN};
+        uv_timer_init(loop, &p->slots[i].backoff);
+        p->slots[i].backoff.data = &p->slots[i];
+    }
     uv_timer_init(loop, &p->restart_timer);
     uv_timer_init(loop, &p->kill_timer);
     uv_timer_init(loop, &p->sweep_timer);
@@ -101,6 +104,12 @@ void pool_get_stats(const struct pool *p, struct pool_stats *st)
     for (unsigned i = 0; i < p->nslots; i++) {
         st->ready += p->slots[i].state == SLOT_IDLE || p->slots[i].state == SLOT_BUSY;
         st->busy += p->slots[i].state == SLOT_BUSY;
+        st->failing += p->slots[i].failures > 0;
+    }
+    if (p->budget) {
+        st->memory_limit_mb = p->budget->limit_mb;
+        st->memory_budget_mb = p->budget->budget_mb;
+        st->memory_reserved_mb = p->budget->reserved_mb;
     }
     st->queued = p->queued;
     st->respawns = p->respawns;
@@ -121,6 +130,11 @@ const char *pool_sandbox(const struct pool *p)
     return p->sandbox;
 }
 
+void pool_set_budget(struct pool *p, struct budget *b)
+{
+    p->budget = b;
+}
+
 void pool_set_callbacks(struct pool *p, void (*ready)(void *), void (*fatal)(void *), void *data)
 {
     p->ready_cb = ready;
@@ -139,6 +153,8 @@ void pool_finish(struct pool *p)
     uv_close((uv_handle_t *)&p->restart_timer, NULL);
     uv_close((uv_handle_t *)&p->kill_timer, NULL);
     uv_close((uv_handle_t *)&p->stop_timer, NULL);
+    for (unsigned i = 0; i < p->nslots; i++)
+        uv_close((uv_handle_t *)&p->slots[i].backoff, NULL);
     void (*cb)(void *) = p->stop_cb;
     p->stop_cb = NULL;
     if (cb)
@@ -162,6 +178,7 @@ static void on_stop_due(uv_timer_t *t)
             j->slot = NULL;
             job_fail(j, 503, "overloaded", "The service is shutting down; retry elsewhere.");
         }
+        slot_release(s);
         s->state = SLOT_DOWN;
         if (s->chan_open && !uv_is_closing((uv_handle_t *)&s->chan))
             uv_close((uv_handle_t *)&s->chan, slot_closed);

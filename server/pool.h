@@ -36,8 +36,17 @@ struct pool_job {
 
 struct pool_stats {
     unsigned workers, ready, busy, queued;
+    unsigned failing; /* workers whose set-up failed last time, waiting to retry */
     uint64_t respawns;
+    /* server/budget.h's limit_mb, budget_mb, reserved_mb; 0 without a budget */
+    uint64_t memory_limit_mb, memory_budget_mb, memory_reserved_mb;
 };
+
+struct budget;
+
+/* Admit a job only while its script's memory limit fits b (server/budget.h);
+ * the rest wait in the queue. Called once, before the first job. */
+void pool_set_budget(struct pool *p, struct budget *b);
 
 /* Called with each reply's report of its worker's last spare fork (seconds). */
 void pool_on_fork_time(struct pool *p, void (*cb)(double seconds));

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "common/config.h"
+#include "server/budget.h"
 #include "server/pool.h"
 
 enum slot_state { SLOT_DOWN, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY };
@@ -28,6 +29,9 @@ struct pool_slot {
     uint64_t idle_since;  /* uv_hrtime() when it last became idle */
     char *buf;            /* bytes read, not yet a whole frame */
     size_t len, alloc;
+    uint64_t reserved_mb; /* BUSY: what its script holds of the memory budget */
+    unsigned failures;    /* set-up failures in a row (the worker died before READY) */
+    uv_timer_t backoff;   /* channel.c: asks for a worker again after a failed set-up */
 };
 
 struct pool {
@@ -44,6 +48,7 @@ struct pool {
     struct pool_slot *slots;
     unsigned nslots;
     struct pool_job *head, *tail; /* the wait queue */
+    struct budget *budget;        /* admission (server/budget.h); NULL: none */
     unsigned queued;
     uint64_t respawns;
     char *versions, *sandbox;

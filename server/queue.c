@@ -67,7 +67,8 @@ static void on_sweep(uv_timer_t *t)
     while (p->head && now - p->head->queued_ns >= limit) {
         struct pool_job *j = p->head;
         queue_remove(p, j);
-        job_fail(j, 503, "overloaded", "No worker became free in time; retry later.");
+        job_fail(j, 503, "overloaded",
+                 "No worker, or no memory for the script, came free in time; retry later.");
     }
     if (!p->head)
         uv_timer_stop(&p->sweep_timer);
@@ -86,11 +87,26 @@ static struct pool_slot *longest_idle(struct pool *p)
     return best;
 }
 
+/* What the job's script may use: its memory limit (the request's, already
+ * capped by the server's) and temp dir. */
+static uint64_t job_memory_mb(const struct pool *p, const struct pool_job *j)
+{
+    struct ipc_request rq;
+    memcpy(&rq, j->frame, sizeof(rq));
+    return budget_script_mb(p->budget, rq.memory_mb);
+}
+
 void dispatch(struct pool *p)
 {
     struct pool_slot *s;
     while (p->head && (s = longest_idle(p))) {
         struct pool_job *j = p->head;
+        /* First come, first served: the oldest job waits for memory to come
+         * free rather than being overtaken by smaller ones. */
+        uint64_t mb = p->budget ? job_memory_mb(p, j) : 0;
+        if (p->budget && !budget_reserve(p->budget, mb))
+            break;
+        s->reserved_mb = mb;
         queue_remove(p, j);
         j->slot = s;
         j->attempts++;
@@ -101,6 +117,7 @@ void dispatch(struct pool *p)
         char *copy = malloc(j->frame_len);
         if (!copy) {
             s->job = NULL;
+            slot_release(s);
             s->state = SLOT_IDLE;
             job_fail(j, 500, "internal", "Out of memory.");
             break;

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "common/config.h"
+#include "server/budget.h"
 #include "server/http.h"
 #include "server/pool.h"
 
@@ -15,6 +16,7 @@ struct server {
     uv_loop_t *loop;
     struct config cfg;
     struct pool *pool;
+    struct budget budget; /* the memory budget: set before the pool starts */
     struct http_server *http;
     uv_signal_t sigterm, sigint;
     bool stopping;

@@ -1,0 +1,143 @@
+/* server/pool.c against a misbehaving template and workers (fake_template.c):
+ * a malformed reply is answered 500, never left hanging; workers that fail
+ * during set-up are restarted with a growing delay, not in a tight loop. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "common/ipc.h"
+#include "server/pool.h"
+
+static char fake[4096];
+
+struct harness {
+    uv_loop_t loop;
+    struct config cfg;
+    struct pool *pool;
+    uv_timer_t deadline;
+    struct pool_job job;
+    int status; /* the job's answer, 0 until done */
+    char type[32];
+    bool timed_out, submitted;
+};
+
+static void on_done(struct pool_job *job, int status, const char *type, const char *body,
+                    size_t len)
+{
+    struct harness *h = (struct harness *)((char *)job - offsetof(struct harness, job));
+    (void)body;
+    (void)len;
+    h->status = status;
+    snprintf(h->type, sizeof(h->type), "%s", type);
+    uv_stop(&h->loop);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct harness *h = t->data;
+    h->timed_out = true;
+    uv_stop(&h->loop);
+}
+
+static void on_ready(void *data)
+{
+    struct harness *h = data;
+    h->job.frame = ipc_request_new(1000, 100, "x", 1, NULL, 0, &h->job.frame_len);
+    h->job.done = on_done;
+    assert_int_equal(pool_submit(h->pool, &h->job), 0);
+    h->submitted = true;
+}
+
+static void on_fatal(void *data)
+{
+    (void)data;
+    fail_msg("the pool reported a fatal start");
+}
+
+static void start(struct harness *h, const char *mode, int workers, uint64_t deadline_ms)
+{
+    memset(h, 0, sizeof(*h));
+    uv_loop_init(&h->loop);
+    char user[32], nworkers[32];
+    snprintf(user, sizeof(user), "--user=%s", mode);
+    snprintf(nworkers, sizeof(nworkers), "--workers=%d", workers);
+    char *argv[] = {"pyexecd", user, nworkers};
+    FILE *null = fopen("/dev/null", "w");
+    assert_int_equal(config_load(&h->cfg, 3, argv, null, null), 0);
+    fclose(null);
+    assert_int_equal(pool_start(&h->loop, &h->cfg, fake, &h->pool), 0);
+    pool_set_callbacks(h->pool, on_ready, on_fatal, h);
+    uv_timer_init(&h->loop, &h->deadline);
+    h->deadline.data = h;
+    uv_timer_start(&h->deadline, on_deadline, deadline_ms, 0);
+}
+
+static void on_stopped(void *data)
+{
+    (void)data;
+}
+
+static void finish(struct harness *h)
+{
+    uv_close((uv_handle_t *)&h->deadline, NULL);
+    pool_stop(h->pool, 0, on_stopped, NULL);
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+    pool_free(h->pool);
+    assert_int_equal(uv_loop_close(&h->loop), 0);
+}
+
+/* A worker's reply that is not a reply: the request is answered 500
+ * internal (after one retry on another worker), not left waiting. */
+static void test_malformed_reply_answered(void **state)
+{
+    (void)state;
+    struct harness h;
+    start(&h, "malformed", 2, 10000);
+    uv_run(&h.loop, UV_RUN_DEFAULT);
+    assert_true(h.submitted);
+    assert_false(h.timed_out);
+    assert_int_equal(h.status, 500);
+    assert_string_equal(h.type, "internal");
+    finish(&h);
+}
+
+/* Workers that die before READY: each slot is retried after a delay that
+ * doubles, so in 1.5 s a slot is tried a handful of times, not thousands. */
+static void test_setup_failure_backs_off(void **state)
+{
+    (void)state;
+    struct harness h;
+    start(&h, "exit", 2, 1500);
+    uv_run(&h.loop, UV_RUN_DEFAULT);
+    assert_true(h.timed_out);
+    assert_false(h.submitted);
+    struct pool_stats st;
+    pool_get_stats(h.pool, &st);
+    /* 0.1 + 0.2 + 0.4 + 0.8 s: at most 5 tries per slot within 1.5 s. */
+    assert_in_range(st.respawns, 1, 2 * 5);
+    assert_int_equal(st.failing, 2);
+    finish(&h);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    /* fake_template sits next to this test's binary. */
+    snprintf(fake, sizeof(fake), "%s", argv[0]);
+    char *slash = strrchr(fake, '/');
+    snprintf(slash ? slash + 1 : fake, sizeof(fake) - (slash ? slash + 1 - fake : 0),
+             "fake_template");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_malformed_reply_answered),
+        cmocka_unit_test(test_setup_failure_backs_off),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
