@@ -29,6 +29,8 @@
     X(cpu_ms, "cpu-ms", "PYEXEC_CPU_MS", 15000, 1, 3600000, "CPU-time limit per script")           \
     X(memory_mb, "memory-mb", "PYEXEC_MEMORY_MB", 700, 16, 1048576,                                \
       "memory per script (cap for the request's memory_mb)")                                       \
+    X(memory_limit_mb, "memory-limit-mb", "PYEXEC_MEMORY_LIMIT_MB", 0, 0, 1073741824,              \
+      "memory the whole service may use; 0 = its cgroup's limit, else the machine's")              \
     X(memory_overcommit, "memory-overcommit", "PYEXEC_MEMORY_OVERCOMMIT", 400, 100, 10000,         \
       "percent of the memory left to scripts that their limits may sum to")                        \
     X(script_kb, "script-kb", "PYEXEC_SCRIPT_KB", 100, 1, 65536, "largest script")                 \

@@ -183,7 +183,12 @@ int budget_plan(struct config *cfg, struct budget *b, FILE *log)
         fprintf(log, "pyexecd: cannot read /proc/meminfo: %s\n", strerror(-r));
         return r;
     }
-    return budget_plan_for(cfg, b, bytes >> 20, sysconf(_SC_NPROCESSORS_ONLN), log);
+    uint64_t mb = bytes >> 20;
+    if (cfg->memory_limit_mb > 0 && (uint64_t)cfg->memory_limit_mb < mb) {
+        mb = (uint64_t)cfg->memory_limit_mb;
+        snprintf(b->source, sizeof(b->source), "--memory-limit-mb");
+    }
+    return budget_plan_for(cfg, b, mb, sysconf(_SC_NPROCESSORS_ONLN), log);
 }
 
 uint64_t budget_script_mb(const struct budget *b, uint64_t memory_mb)

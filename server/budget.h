@@ -28,7 +28,7 @@
 
 struct budget {
     uint64_t limit_mb;     /* what the service may use: cgroup memory limit or MemTotal */
-    char source[32];       /* where limit_mb came from: "cgroup v2", "cgroup v1", "MemTotal" */
+    char source[32];       /* "cgroup v2", "cgroup v1", "MemTotal" or "--memory-limit-mb" */
     uint64_t footprint_mb; /* its own processes: BUDGET_BASE_MB + BUDGET_WORKER_MB per worker */
     uint64_t scripts_mb;   /* limit_mb - footprint_mb: what scripts may really use */
     uint64_t tmp_mb;       /* each script's temp dir, added to its memory limit */
@@ -45,7 +45,8 @@ struct budget {
 int budget_read_limit(const char *proc_cgroup, const char *cgroup_root, const char *meminfo,
                       uint64_t *bytes, char *source, size_t source_len);
 
-/* Plan for this process (/proc/self/cgroup, /sys/fs/cgroup, /proc/meminfo):
+/* Plan for this process (/proc/self/cgroup, /sys/fs/cgroup, /proc/meminfo,
+ * or cfg->memory_limit_mb where that is lower):
  * resolve cfg->workers when 0 (BUDGET_WORKERS_PER_CPU per CPU, fewer where
  * memory is short), lower cfg->memory_mb to what the scripts' share can give
  * (saying so on log), fill b. -ENOMEM (with a message on log) if the memory

@@ -205,3 +205,33 @@ def test_worker_setup_failure_backs_off():
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+def test_admission_waits_for_memory():
+    """With room for one script at the default limit (--memory-limit-mb 1500,
+    no overcommit), a second one waits, and past the queue deadline is answered
+    503 with Retry-After; a script asking for less memory runs beside the
+    first at once."""
+    s = Server("--workers", "4", "--memory-limit-mb", "1500", "--memory-overcommit", "100",
+               "--queue-timeout-ms", "500")
+    try:
+        mem = s.request("GET", "/health")[2]["memory"]
+        assert mem["source"] == "--memory-limit-mb" and mem["limit_mb"] == 1500
+        assert mem["budget_mb"] < 2 * mem["script_limit_mb"]
+        t_long, long = at_once(s, ["import time\ndef main():\n    time.sleep(5)\n    return 1\n"])
+        deadline = time.monotonic() + 20
+        while s.request("GET", "/health")[2]["memory"]["running"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        status, headers, body = s.request(
+            "POST", "/execute", '{"script": "def main():\\n    return 2"}',
+            {"Content-Type": "application/json"})
+        assert (status, body["type"], headers.get("Retry-After")) == (503, "overloaded", "1")
+        status, body = s.execute("def main():\n    return 3", memory_mb=300)
+        assert (status, body["result"]) == (200, 3)
+        assert long[0] is None  # the first is still running: they ran side by side
+        t_long[0].join(30)
+        assert long[0][0] == 200
+        assert s.request("GET", "/health")[2]["memory"]["reserved_mb"] == 0
+    finally:
+        assert s.stop() == 0
