@@ -58,6 +58,11 @@ int priority_lower_child(int proc_fd)
     return r == -ENOENT || r == -EACCES ? 0 : r;
 }
 
+int priority_demote(pid_t pid)
+{
+    return setpriority(PRIO_PROCESS, pid, PRIORITY_LONG_NICE) ? -errno : 0;
+}
+
 int64_t priority_oom_kills(void)
 {
     /* About 4 KiB on 6.x kernels; oom_kill is past the middle: read it whole. */

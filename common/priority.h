@@ -10,6 +10,7 @@
 #define PYEXEC_PRIORITY_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 /* The children's nice value: the kernel then gives the acceptor and workers
  * (nice 0) about ten times a script's share of a busy CPU. */
@@ -17,6 +18,11 @@
 /* The children's OOM score adjustment: the highest, so the kernel's OOM killer
  * picks a script before anything else in the container. */
 #define PRIORITY_CHILD_OOM_ADJ 1000
+/* A script still running after PRIORITY_LONG_AFTER_MS is a long one: the
+ * worker drops it to nice 19, so scripts started beside it get the CPUs
+ * first (about 7 times its share each). */
+#define PRIORITY_LONG_NICE     19
+#define PRIORITY_LONG_AFTER_MS 1000
 /* The service's own, where the kernel allows lowering it (as root). */
 #define PRIORITY_SERVICE_OOM_ADJ -900
 
@@ -30,6 +36,11 @@ int priority_protect_service(void);
  * oom_score_adj PRIORITY_CHILD_OOM_ADJ, written through proc_fd (a directory
  * fd of a writable /proc; 0 or less: /proc as mounted). Returns 0 or -errno. */
 int priority_lower_child(int proc_fd);
+
+/* For the worker: drop its child pid to PRIORITY_LONG_NICE (allowed: the
+ * worker is root or the child's own uid, and nice only goes up). Returns 0 or
+ * -errno. */
+int priority_demote(pid_t pid);
 
 /* The kernel's count of processes its OOM killer has killed since boot
  * (oom_kill in /proc/vmstat: global and cgroup OOM alike), or -1 where it is

@@ -1,6 +1,7 @@
 /* The worker's side of one request: a single poll loop over the child's
  * stdout, stderr and result pipes, the acceptor's channel (cancel) and the
- * SIGCHLD self-pipe, bounded by the wall-clock deadline.
+ * SIGCHLD self-pipe, bounded by the wall-clock deadline. A script that has
+ * used PRIORITY_LONG_CPU_MS of CPU drops to the lowest CPU priority.
  *
  * The result channel. Once the script's code runs, it owns the child: it can
  * make any call the filter allows on any fd the child holds (fd 3 included)
@@ -68,6 +69,7 @@
 /* A child inherits this process's memory: free only through wipe_free (wipe.h). */
 #pragma GCC poison free realloc
 
+#include "common/priority.h"
 #include "worker/reap.h"
 
 /* A child that has not said READY within this long is broken. */
@@ -320,6 +322,7 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
     };
 
     double next_disk_check = now_ms() + DISK_CHECK_MS;
+    double demote_at = now_ms() + PRIORITY_LONG_AFTER_MS; /* 0 once done */
     for (;;) {
         double now = now_ms();
         int left = (int)(deadline - now);
@@ -327,6 +330,12 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             run->end = RUN_TIMEOUT;
             break;
         }
+        if (demote_at && now >= demote_at) {
+            priority_demote(c->pid); /* best effort: it only yields less */
+            demote_at = 0;
+        }
+        if (demote_at && left > demote_at - now)
+            left = (int)(demote_at - now) + 1;
         if (sp->disk_cap > 0 && now >= next_disk_check) {
             if (tmpdir_usage(c->tmpdir, sp->disk_cap) > sp->disk_cap) {
                 run->end = RUN_DISK_FULL;

@@ -85,10 +85,10 @@ def test_abuse_scenario():
 
 
 def test_scripts_yield_to_the_service():
-    """Children: nice 10, SCHED_BATCH, oom_score_adj 1000. Acceptor, template
-    and workers: nice 0 and a lower OOM score (-900 where it may lower it,
-    with CAP_SYS_RESOURCE; else 0)."""
-    s = Server("--workers", "2")
+    """Children: nice 10, SCHED_BATCH, oom_score_adj 1000, and nice 19 once
+    they have run a second. Acceptor, template and workers: nice 0 and a lower
+    OOM score (-900 where it may lower it, with CAP_SYS_RESOURCE; else 0)."""
+    s = Server("--workers", "2", "--timeout-ms", "3000")
     try:
         tree = s.descendants()
         template = [pid for pid, ppid, _ in tree if ppid == s.proc.pid]
@@ -133,6 +133,23 @@ def test_scripts_yield_to_the_service():
             "    return out\n")
         assert status == 200, body
         assert "allowed" not in body["result"], body
+
+        # A script still running after a second drops to nice 19.
+        t, answer = at_once(s, ["def main():\n    while True:\n        pass\n"])
+        demoted = []
+        deadline = time.monotonic() + 30
+        while not demoted and answer[0] is None and time.monotonic() < deadline:
+            for worker in workers:
+                for pid, state in children_of(worker):
+                    try:
+                        if stat(pid) == (19, SCHED_BATCH):
+                            demoted.append(pid)
+                    except FileNotFoundError:
+                        pass
+            time.sleep(0.01)
+        t[0].join(60)
+        assert demoted, "the CPU loop kept its priority"
+        assert answer[0][1]["type"] == "timeout"
     finally:
         assert s.stop() == 0
 
