@@ -63,6 +63,35 @@ int priority_demote(pid_t pid)
     return setpriority(PRIO_PROCESS, pid, PRIORITY_LONG_NICE) ? -errno : 0;
 }
 
+int64_t priority_cpu_ms(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* After the command's closing parenthesis (the command may hold any
+     * character): state is field 3, utime and stime fields 14 and 15. */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    unsigned long long utime = 0, stime = 0;
+    for (int field = 3; field <= 15 && p; field++) {
+        p = strchr(p + 1, ' ');
+        if (p && field == 14)
+            utime = strtoull(p + 1, NULL, 10);
+        else if (p && field == 15)
+            stime = strtoull(p + 1, NULL, 10);
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    return p && hz > 0 ? (int64_t)((utime + stime) * 1000 / hz) : -1;
+}
+
 int64_t priority_oom_kills(void)
 {
     /* About 4 KiB on 6.x kernels; oom_kill is past the middle: read it whole. */

@@ -18,11 +18,12 @@
 /* The children's OOM score adjustment: the highest, so the kernel's OOM killer
  * picks a script before anything else in the container. */
 #define PRIORITY_CHILD_OOM_ADJ 1000
-/* A script still running after PRIORITY_LONG_AFTER_MS is a long one: the
+/* A script that has used PRIORITY_LONG_CPU_MS of CPU is a long one: the
  * worker drops it to nice 19, so scripts started beside it get the CPUs
- * first (about 7 times its share each). */
-#define PRIORITY_LONG_NICE     19
-#define PRIORITY_LONG_AFTER_MS 1000
+ * first (about 7 times its share each). CPU, not wall time: a script that
+ * sleeps, or waits for a CPU on a busy machine, is not long. */
+#define PRIORITY_LONG_NICE   19
+#define PRIORITY_LONG_CPU_MS 1000
 /* The service's own, where the kernel allows lowering it (as root). */
 #define PRIORITY_SERVICE_OOM_ADJ -900
 
@@ -41,6 +42,10 @@ int priority_lower_child(int proc_fd);
  * worker is root or the child's own uid, and nice only goes up). Returns 0 or
  * -errno. */
 int priority_demote(pid_t pid);
+
+/* The CPU time pid has used so far, in ms (user + system, from
+ * /proc/PID/stat), or -1 if it cannot be read. */
+int64_t priority_cpu_ms(pid_t pid);
 
 /* The kernel's count of processes its OOM killer has killed since boot
  * (oom_kill in /proc/vmstat: global and cgroup OOM alike), or -1 where it is

@@ -322,7 +322,9 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
     };
 
     double next_disk_check = now_ms() + DISK_CHECK_MS;
-    double demote_at = now_ms() + PRIORITY_LONG_AFTER_MS; /* 0 once done */
+    /* When the child may first have used PRIORITY_LONG_CPU_MS of CPU; 0 once
+     * it has been demoted. */
+    double demote_at = now_ms() + PRIORITY_LONG_CPU_MS;
     for (;;) {
         double now = now_ms();
         int left = (int)(deadline - now);
@@ -331,8 +333,13 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             break;
         }
         if (demote_at && now >= demote_at) {
-            priority_demote(c->pid); /* best effort: it only yields less */
-            demote_at = 0;
+            int64_t used = priority_cpu_ms(c->pid);
+            if (used < 0 || used >= PRIORITY_LONG_CPU_MS) {
+                priority_demote(c->pid); /* best effort: it only yields less */
+                demote_at = 0;
+            } else {
+                demote_at = now + (PRIORITY_LONG_CPU_MS - used); /* not before */
+            }
         }
         if (demote_at && left > demote_at - now)
             left = (int)(demote_at - now) + 1;

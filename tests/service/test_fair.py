@@ -43,6 +43,12 @@ def stat(pid):
     return int(fields[16]), int(fields[38])
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def oom_adj(pid):
     with open(f"/proc/{pid}/oom_score_adj") as f:
         return int(f.read())
@@ -85,10 +91,9 @@ def test_abuse_scenario():
 
 
 def test_scripts_yield_to_the_service():
-    """Children: nice 10, SCHED_BATCH, oom_score_adj 1000, and nice 19 once
-    they have run a second. Acceptor, template and workers: nice 0 and a lower
+    """Children: nice 10, SCHED_BATCH, oom_score_adj 1000. Acceptor, template and workers: nice 0 and a lower
     OOM score (-900 where it may lower it, with CAP_SYS_RESOURCE; else 0)."""
-    s = Server("--workers", "2", "--timeout-ms", "3000")
+    s = Server("--workers", "2")
     try:
         tree = s.descendants()
         template = [pid for pid, ppid, _ in tree if ppid == s.proc.pid]
@@ -133,23 +138,38 @@ def test_scripts_yield_to_the_service():
             "    return out\n")
         assert status == 200, body
         assert "allowed" not in body["result"], body
+    finally:
+        assert s.stop() == 0
 
-        # A script still running after a second drops to nice 19.
+
+def test_cpu_loop_drops_to_nice_19():
+    """A script that has used a second of CPU drops to nice 19 (within the
+    worker's next look, a second later at most)."""
+    s = Server("--workers", "2", "--timeout-ms", "15000", "--cpu-ms", "4000")
+    try:
+        workers = [pid for pid, ppid, _ in s.descendants()
+                   if ppid in {p for p, pp, _ in s.descendants() if pp == s.proc.pid}]
+        # On a machine too busy to give it that second before its time
+        # limit, there is nothing to see.
         t, answer = at_once(s, ["def main():\n    while True:\n        pass\n"])
-        demoted = []
-        deadline = time.monotonic() + 30
-        while not demoted and answer[0] is None and time.monotonic() < deadline:
+        long_seen = demoted = False
+        while answer[0] is None and not demoted:
             for worker in workers:
                 for pid, state in children_of(worker):
                     try:
-                        if stat(pid) == (19, SCHED_BATCH):
-                            demoted.append(pid)
+                        used = cpu_seconds(pid)
+                        demoted |= stat(pid) == (19, SCHED_BATCH)
                     except FileNotFoundError:
-                        pass
+                        continue
+                    if used >= 2.1:  # PRIORITY_LONG_CPU_MS, and a second to look
+                        long_seen = True
+                        assert demoted, "a CPU loop kept its priority after 2 s of CPU"
             time.sleep(0.01)
         t[0].join(60)
-        assert demoted, "the CPU loop kept its priority"
         assert answer[0][1]["type"] == "timeout"
+        assert demoted or not long_seen
+        if not demoted:
+            pytest.skip("the machine was too busy: the CPU loop never used 1 s of CPU")
     finally:
         assert s.stop() == 0
 
