@@ -9,8 +9,9 @@
  *                          │  environment; CPython + numpy + pandas imported,
  *                          │  gc.freeze()d). Forks one WORKER per IPC_SPAWN.
  *                          ▼
- *   ACCEPTOR ◀──chan──▶  WORKER ×N (one per CPU; shares the template's pages but
- *                          │  its heap, which it moves onto huge pages: forkheap.c)
+ *   ACCEPTOR ◀──chan──▶  WORKER ×N (8 per CPU, as memory allows: budget.c; shares
+ *                          │  the template's pages but its heap, which it moves
+ *                          │  onto huge pages: forkheap.c)
  *     chan: SOCK_STREAM socketpair, ipc.h frames:
  *       acceptor → worker  IPC_REQUEST (one at a time), IPC_CANCEL
  *       worker → acceptor  IPC_READY (once), IPC_REPLY (one per REQUEST)
@@ -20,11 +21,14 @@
  *                               fd 1 ▶ stdout pipe, raw bytes
  *                               fd 2 ▶ stderr pipe, raw bytes
  *                               fd 3 ▶ result pipe: IPC_READY, IPC_START, IPC_RESULT
+ *                        (nice 10, SCHED_BATCH, nice 19 after a second of CPU;
+ *                        oom_score_adj 1000: common/priority.h)
  *
  * Lifetimes: each process dies with its parent (PR_SET_PDEATHSIG). A worker
  * that dies is seen as EOF on its channel: its job is retried once on another
  * worker, then answered 500, and the template is asked for a replacement at
- * once. A template that dies takes its workers with it; the acceptor starts a
+ * once (after a doubling delay if it died before READY: a failed set-up). A
+ * template that dies takes its workers with it; the acceptor starts a
  * new one a second later. The acceptor never dies because a worker or child
  * did. Shutdown runs the other way: the acceptor closes the channels (workers
  * exit, killing their children), then ctl (the template waits for its workers
@@ -32,7 +36,8 @@
  *
  * The acceptor's side is four files, all sharing struct pool (pool_state.h):
  *   pool.c          this drawing; start, stats, drain and shutdown
- *   queue.c         the wait queue and dispatch to the worker idle the longest
+ *   queue.c         the wait queue and dispatch to the worker idle the longest, while
+ *                   the job's memory limit fits the budget (budget.c)
  *   channel.c       one channel per worker: spawn requests, frames, a worker's death
  *   template_ctl.c  the template's exec, restart and, at shutdown, its end
  * The other processes: worker/template.c, worker/worker.c (with supervise.c
