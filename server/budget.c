@@ -196,9 +196,14 @@ uint64_t budget_script_mb(const struct budget *b, uint64_t memory_mb)
     return memory_mb + b->tmp_mb;
 }
 
+bool budget_fits(const struct budget *b, uint64_t mb)
+{
+    return !b->running || b->reserved_mb + mb <= b->budget_mb;
+}
+
 bool budget_reserve(struct budget *b, uint64_t mb)
 {
-    if (b->running && b->reserved_mb + mb > b->budget_mb)
+    if (!budget_fits(b, mb))
         return false;
     b->reserved_mb += mb;
     b->running++;

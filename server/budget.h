@@ -60,8 +60,11 @@ int budget_plan_for(struct config *cfg, struct budget *b, uint64_t limit_mb, lon
 /* What a script with this memory limit reserves: memory_mb + tmp_mb. */
 uint64_t budget_script_mb(const struct budget *b, uint64_t memory_mb);
 
-/* Reserve mb (budget_script_mb) for a script about to run; false if it does
- * not fit now (it waits). A script alone always fits. */
+/* Would mb (budget_script_mb) fit now? A script alone always fits. */
+bool budget_fits(const struct budget *b, uint64_t mb);
+
+/* Reserve mb for a script about to run; false if it does not fit now (it
+ * waits). */
 bool budget_reserve(struct budget *b, uint64_t mb);
 
 /* Its script ended (or its worker died): give the reservation back. */

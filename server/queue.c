@@ -133,10 +133,12 @@ int pool_submit(struct pool *p, struct pool_job *job)
     if (p->stopping)
         return -ESHUTDOWN;
     if (p->queued >= (unsigned)p->cfg->queue) {
+        /* Over the bound only if it runs at once: nothing ahead of it, an
+         * idle worker, and room in the budget. */
         bool idle = false;
         for (unsigned i = 0; i < p->nslots; i++)
             idle |= p->slots[i].state == SLOT_IDLE;
-        if (!idle)
+        if (!idle || p->head || (p->budget && !budget_fits(p->budget, job_memory_mb(p, job))))
             return -EAGAIN;
     }
     job->attempts = 0;
