@@ -139,17 +139,22 @@ int budget_plan_for(struct config *cfg, struct budget *b, uint64_t limit_mb, lon
     b->limit_mb = limit_mb;
     b->reserved_mb = 0;
     b->running = 0;
+    b->tmp_mb = ((uint64_t)cfg->tmp_kb + 1023) >> 10;
     if (cfg->workers == 0) {
         /* As many as the CPUs can share, as long as idle workers leave most of
-         * the memory to the scripts. */
+         * the memory to the scripts, and one script at least its floor. */
         long by_cpu = (cpus > 0 ? cpus : 1) * BUDGET_WORKERS_PER_CPU;
         long share = (long)(limit_mb * BUDGET_WORKERS_SHARE / 100);
         long by_memory = (share - BUDGET_BASE_MB) / BUDGET_WORKER_MB;
+        long floor =
+            cfg->memory_mb < BUDGET_SCRIPT_FLOOR_MB ? cfg->memory_mb : BUDGET_SCRIPT_FLOOR_MB;
+        long by_floor =
+            ((long)limit_mb - BUDGET_BASE_MB - (long)b->tmp_mb - floor) / BUDGET_WORKER_MB;
         long n = by_cpu < by_memory ? by_cpu : by_memory;
+        n = n < by_floor ? n : by_floor;
         cfg->workers = n < 2 ? 2 : n > 256 ? 256 : n;
     }
     b->footprint_mb = BUDGET_BASE_MB + BUDGET_WORKER_MB * (uint64_t)cfg->workers;
-    b->tmp_mb = ((uint64_t)cfg->tmp_kb + 1023) >> 10;
     if (limit_mb < b->footprint_mb + b->tmp_mb + 16) {
         fprintf(log,
                 "pyexecd: %llu MiB of memory (%s) cannot hold %ld workers (%llu MiB) and a "

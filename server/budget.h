@@ -23,8 +23,12 @@
 /* Workers per CPU when --workers is 0, so that a few long scripts (each
  * holding a worker to its time limit) leave most workers free. */
 #define BUDGET_WORKERS_PER_CPU 8
-/* ... but idle workers take at most this share (percent) of the memory. */
-#define BUDGET_WORKERS_SHARE 50
+/* ... but idle workers take at most this share (percent) of the memory, and
+ * leave one script at least BUDGET_SCRIPT_FLOOR_MB (or --memory-mb if less):
+ * in a small container, fewer workers rather than scripts too small for
+ * pandas work (the start-up self-test itself runs with 256 MiB). */
+#define BUDGET_WORKERS_SHARE   50
+#define BUDGET_SCRIPT_FLOOR_MB 256
 
 struct budget {
     uint64_t limit_mb;     /* what the service may use: cgroup memory limit or MemTotal */
