@@ -16,7 +16,7 @@ import pytest
 
 from conftest import Server
 
-LIMIT_MB = 600
+LIMIT_MB = 512  # Cloud Run's default instance size
 HOG = ("def main():\n    keep = []\n    while True:\n"
        "        keep.append(bytearray(8 << 20))\n")
 
