@@ -145,12 +145,13 @@ static void test_plan_small_container(void **state)
     assert_int_equal(budget_plan_for(&cfg, &b, 512, 1, null), 0);
     fclose(null);
     /* Half the memory would hold 6 workers; 5 leave a script its 256 MiB. */
+    long tmp_mb = cfg.tmp_kb >> 10;
     assert_int_equal(cfg.workers,
-                     (512 - BUDGET_BASE_MB - 16 - BUDGET_SCRIPT_FLOOR_MB) / BUDGET_WORKER_MB);
+                     (512 - BUDGET_BASE_MB - tmp_mb - BUDGET_SCRIPT_FLOOR_MB) / BUDGET_WORKER_MB);
     assert_int_equal(cfg.workers, 5);
     assert_int_equal(b.footprint_mb, BUDGET_BASE_MB + BUDGET_WORKER_MB * cfg.workers);
-    assert_int_equal(b.tmp_mb, 16);
-    assert_int_equal(cfg.memory_mb, 512 - b.footprint_mb - 16);
+    assert_int_equal(b.tmp_mb, tmp_mb);
+    assert_int_equal(cfg.memory_mb, 512 - b.footprint_mb - tmp_mb);
     assert_int_equal(budget_script_mb(&b, cfg.memory_mb), b.scripts_mb);
     assert_int_equal(b.budget_mb, b.scripts_mb * 4);
 }
@@ -180,7 +181,8 @@ static void test_plan_refuses_too_small(void **state)
     assert_int_equal(budget_plan_for(&cfg, &b, 180, 2, null), 0);
     fclose(null);
     assert_int_equal(cfg.workers, 2);
-    assert_int_equal(cfg.memory_mb, 180 - BUDGET_BASE_MB - 2 * BUDGET_WORKER_MB - 16);
+    assert_int_equal(cfg.memory_mb,
+                     180 - BUDGET_BASE_MB - 2 * BUDGET_WORKER_MB - (cfg.tmp_kb >> 10));
 }
 
 static void test_reserve_release(void **state)
