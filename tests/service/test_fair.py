@@ -246,16 +246,16 @@ def test_worker_setup_failure_backs_off():
 
 def test_admission_waits_for_memory():
     """With room for one script at the default limit (--memory-limit-mb 1500,
-    no overcommit), a second one waits, and past the queue deadline is answered
+    no overcommit), a second one waits, and past the queue deadline (2 s) is answered
     503 with Retry-After; a script asking for less memory runs beside the
     first at once."""
     s = Server("--workers", "4", "--memory-limit-mb", "1500", "--memory-overcommit", "100",
-               "--queue-timeout-ms", "500")
+               "--queue-timeout-ms", "2000")
     try:
         mem = s.request("GET", "/health")[2]["memory"]
         assert mem["source"] == "--memory-limit-mb" and mem["limit_mb"] == 1500
         assert mem["budget_mb"] < 2 * mem["script_limit_mb"]
-        t_long, long = at_once(s, ["import time\ndef main():\n    time.sleep(5)\n    return 1\n"])
+        t_long, long = at_once(s, ["import time\ndef main():\n    time.sleep(10)\n    return 1\n"])
         deadline = time.monotonic() + 20
         while s.request("GET", "/health")[2]["memory"]["running"] < 1:
             assert time.monotonic() < deadline
