@@ -40,6 +40,7 @@ enum match {
     ANY,                    /* allowed whatever the arguments */
     ARG0_SELF,              /* allowed when arg0 == our pid: signals only to ourselves */
     ARG0_SELF_OR_0,         /* allowed when arg0 is 0 or our pid: limits only of ourselves */
+    ARG0_SELF_OR_0_TIDS,    /* the same; a pid above ours (our threads' tids) gets ENOSYS */
     ARG0_EQ,                /* allowed when arg0 == value (one prctl option) */
     ARG0_EQ_ARG1_SELF_OR_0, /* arg0 == value and arg1 is 0 or our pid (getpriority) */
     ARG1_EQ,                /* allowed when arg1 == value (one ioctl request) */
@@ -108,7 +109,13 @@ static const struct rule threads[] = {
     {"set_tid_address", ANY, 0},
     {"futex", ANY, 0},
     {"sched_yield", ANY, 0},
-    {"sched_getaffinity", ARG0_SELF_OR_0, 0}, /* os.sched_getaffinity(0), BLAS thread count */
+    /* os.sched_getaffinity(0), BLAS thread count. glibc's pthread_getattr_np
+     * (ASan's thread start, any library asking a thread's attributes) asks
+     * it of a thread by tid, which the filter cannot tell from another
+     * process's pid: ENOSYS, which glibc takes for "no such call" and goes
+     * on, where EPERM fails the thread. Every pid above ours gets ENOSYS
+     * whether it exists or not, so the answer tells nothing. */
+    {"sched_getaffinity", ARG0_SELF_OR_0_TIDS, 0},
     {"sched_getparam", ARG0_SELF_OR_0, 0},
     {"sched_getscheduler", ARG0_SELF_OR_0, 0},
     {"nanosleep", ANY, 0},
@@ -442,9 +449,14 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r, int nr, uint64_t 
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
     case ARG0_SELF:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, self));
-    case ARG0_SELF_OR_0: {
+    case ARG0_SELF_OR_0:
+    case ARG0_SELF_OR_0_TIDS: {
         int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, self));
-        return rc ? rc : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, 0));
+        if (!rc)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, 0));
+        if (!rc && r->match == ARG0_SELF_OR_0_TIDS)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 1, SCMP_A0(SCMP_CMP_GT, self));
+        return rc;
     }
     case ARG0_EQ:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, r->value));
@@ -633,6 +645,8 @@ static const char *match_text(const struct rule *r)
         return "  (arg0 == own pid)";
     case ARG0_SELF_OR_0:
         return "  (arg0 == 0 or own pid)";
+    case ARG0_SELF_OR_0_TIDS:
+        return "  (arg0 == 0 or own pid; above own pid: ENOSYS)";
     case ARG0_EQ:
         return "  (arg0 ==";
     case ARG0_EQ_ARG1_SELF_OR_0:
