@@ -562,9 +562,11 @@ fail:
  * prctl constant in the table, so the patch cannot hit anything else. */
 #define SELF_PLACEHOLDER 0x7e55c0deu
 
+/* "== own pid" compiles to JEQ, "above own pid" to JGT on the low word. */
 static int is_self_site(const struct sock_filter *f)
 {
-    return f->code == (BPF_JMP | BPF_JEQ | BPF_K) && f->k == SELF_PLACEHOLDER;
+    return (f->code == (BPF_JMP | BPF_JEQ | BPF_K) || f->code == (BPF_JMP | BPF_JGT | BPF_K)) &&
+           f->k == SELF_PLACEHOLDER;
 }
 
 int policy_compile(struct policy_prog *prog)
