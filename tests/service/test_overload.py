@@ -55,6 +55,9 @@ def s():
     assert server.stop() == 0
 
 
+# Under ASan (ctest sets ASAN_OPTIONS) the rate measured first swings too far
+# from the rate the burst meets for the queue to overflow every time.
+@pytest.mark.skipif("ASAN_OPTIONS" in os.environ, reason="ASan's slowdown varies too much for a rate-based burst")
 def test_twice_the_sustainable_rate(s):
     url = f"http://127.0.0.1:{s.port}/execute"
     # Sustainable: what two workers answer back to back, no queueing to speak of.
