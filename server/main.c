@@ -161,15 +161,19 @@ static void make_instance_id(char *out, size_t size)
 int main(int argc, char **argv)
 {
     struct server srv = {.loop = uv_default_loop()};
-    const char *tfd = "--template-fd=";
+    const char *tfd = "--template-fd=", *tscratch = "--template-scratch=";
 
     signal(SIGPIPE, SIG_IGN);
-    if (argc > 1 && !strncmp(argv[1], tfd, strlen(tfd))) {
+    /* pyexecd --template-fd=N --template-scratch=PREFIX FLAGS...: the
+     * template, exec'd by server/template_ctl.c. */
+    if (argc > 2 && !strncmp(argv[1], tfd, strlen(tfd)) &&
+        !strncmp(argv[2], tscratch, strlen(tscratch))) {
         int ctl = atoi(argv[1] + strlen(tfd));
-        argv[1] = argv[0];
-        if (config_load(&srv.cfg, argc - 1, argv + 1, stdout, stderr))
+        const char *scratch_prefix = argv[2] + strlen(tscratch);
+        argv[2] = argv[0];
+        if (config_load(&srv.cfg, argc - 2, argv + 2, stdout, stderr))
             return 1;
-        template_main(ctl, &srv.cfg);
+        template_main(ctl, &srv.cfg, scratch_prefix);
     }
     if (argc == 2 && !strcmp(argv[1], "--print-policy"))
         return policy_print(stdout) ? 1 : 0;

@@ -84,6 +84,7 @@ int pool_start(uv_loop_t *loop, const struct config *cfg, const char *exe, struc
     uv_timer_init(loop, &p->sweep_timer);
     uv_timer_init(loop, &p->stop_timer);
     p->restart_timer.data = p->kill_timer.data = p->sweep_timer.data = p->stop_timer.data = p;
+    template_name_scratch(p);
     int r = template_start(p);
     if (r) {
         free(p->slots);
@@ -151,6 +152,10 @@ void pool_set_callbacks(struct pool *p, void (*ready)(void *), void (*fatal)(voi
 
 void pool_finish(struct pool *p)
 {
+    /* The template is gone: what it could not remove (it was killed) goes
+     * now, unless a sweep already under way takes it. */
+    if (!p->sweeping)
+        template_sweep_scratch(p);
     for (unsigned i = 0; i < p->nslots; i++)
         if (p->slots[i].chan_open && !uv_is_closing((uv_handle_t *)&p->slots[i].chan))
             uv_close((uv_handle_t *)&p->slots[i].chan, slot_closed);

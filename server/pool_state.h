@@ -40,7 +40,13 @@ struct pool {
     char exe[4096];
     uv_process_t template;
     bool template_up, ever_ready, stopping;
-    int ctl;                  /* our end of the template's ctl socket */
+    int ctl; /* our end of the template's ctl socket */
+    /* Every scratch dir of this service's workers is named scratch_prefix
+     * followed by mkdtemp's six characters (template_ctl.c). */
+    char scratch_prefix[64];
+    char scratch_arg[96];     /* --template-scratch=scratch_prefix */
+    uv_work_t sweep;          /* template_ctl.c: a dead template's leftovers... */
+    bool sweeping;            /* ...being removed, on the loop's thread pool */
     uv_timer_t restart_timer; /* template_ctl.c: start a dead template again */
     uv_timer_t kill_timer;    /* template_ctl.c: end a template slow to exit at shutdown */
     uv_timer_t sweep_timer;   /* queue.c: answer requests that waited too long */

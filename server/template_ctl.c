@@ -2,6 +2,7 @@
  * drawing is in pool.c. */
 #include "server/template_ctl.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,11 +13,61 @@
 
 #include "server/channel.h"
 #include "server/env.h"
+#include "worker/tmpdir.h"
 
 #define TEMPLATE_RESTART_MS 1000
 #define MAX_TEMPLATE_ARGS   48
 
 static void on_restart_due(uv_timer_t *t);
+
+/* Where the workers' scratch dirs go. */
+#define SCRATCH_DIR "/tmp"
+
+void template_name_scratch(struct pool *p)
+{
+    uint64_t id = 0;
+    uv_random(NULL, NULL, &id, sizeof(id), 0, NULL);
+    snprintf(p->scratch_prefix, sizeof(p->scratch_prefix), SCRATCH_DIR "/pyexec-%016llx-",
+             (unsigned long long)id);
+    snprintf(p->scratch_arg, sizeof(p->scratch_arg), "--template-scratch=%s", p->scratch_prefix);
+}
+
+void template_sweep_scratch(const struct pool *p)
+{
+    const char *prefix = p->scratch_prefix + strlen(SCRATCH_DIR "/");
+    DIR *d = opendir(SCRATCH_DIR);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)))
+            continue;
+        char path[TMPDIR_PATH_MAX];
+        if (snprintf(path, sizeof(path), SCRATCH_DIR "/%s", e->d_name) >= (int)sizeof(path))
+            continue;                /* not one of ours: those fit */
+        int r = tmpdir_remove(path); /* never follows a link; 0 when already gone */
+        if (r)
+            fprintf(stderr, "pyexecd: cannot remove %s: %s\n", path, strerror(-r));
+    }
+    closedir(d);
+}
+
+/* A dead template's workers are dead too (PR_SET_PDEATHSIG), but their
+ * scratch dirs stay when the template did not live to remove them (SIGKILL,
+ * a crash): removed off the loop, the next template starts once they are. */
+static void sweep_work(uv_work_t *w)
+{
+    template_sweep_scratch(w->data);
+}
+
+static void sweep_done(uv_work_t *w, int status)
+{
+    (void)status;
+    struct pool *p = w->data;
+    p->sweeping = false;
+    if (!p->stopping) /* else pool_finish ran or will, and nothing is left */
+        uv_timer_start(&p->restart_timer, on_restart_due, TEMPLATE_RESTART_MS, 0);
+}
 
 static void on_template_exit(uv_process_t *proc, int64_t status, int sig)
 {
@@ -31,10 +82,15 @@ static void on_template_exit(uv_process_t *proc, int64_t status, int sig)
         return pool_finish(p);
     fprintf(stderr, "pyexecd: the template exited (status %lld, signal %d)\n", (long long)status,
             sig);
-    if (!p->ever_ready && p->fatal_cb)
+    if (!p->ever_ready && p->fatal_cb) {
+        template_sweep_scratch(p); /* the service ends here */
         return p->fatal_cb(p->cb_data);
+    }
     /* Its workers die with it; their channels report EOF. */
-    uv_timer_start(&p->restart_timer, on_restart_due, TEMPLATE_RESTART_MS, 0);
+    p->sweep.data = p;
+    p->sweeping = !uv_queue_work(p->loop, &p->sweep, sweep_work, sweep_done);
+    if (!p->sweeping)
+        uv_timer_start(&p->restart_timer, on_restart_due, TEMPLATE_RESTART_MS, 0);
 }
 
 static int template_argv(struct pool *p, char **argv, int max)
@@ -42,6 +98,7 @@ static int template_argv(struct pool *p, char **argv, int max)
     int n = 0;
     argv[n++] = "pyexecd";
     argv[n++] = "--template-fd=3";
+    argv[n++] = p->scratch_arg;
     int r = config_to_flags(p->cfg, argv + n, max - n - 1);
     if (r < 0)
         return r;
@@ -99,7 +156,7 @@ fail:
 out:
     if (sv[1] >= 0)
         close(sv[1]);
-    for (int i = 2; argv[i]; i++)
+    for (int i = 3; argv[i]; i++) /* config_to_flags's */
         free(argv[i]);
     return r;
 }

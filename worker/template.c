@@ -28,10 +28,12 @@ static void on_sigchld(int sig)
     (void)sig; /* only to interrupt recvmsg */
 }
 
-/* Each live worker's scratch dir: made here with a random name before the
- * fork, removed here once the worker is reaped (a worker in its own mount
- * namespace cannot remove the host's copy itself). Only these are removed:
- * never a path guessed from a pid. */
+/* Each live worker's scratch dir: made here with a random name (after the
+ * acceptor's prefix) before the fork, removed here once the worker is reaped
+ * (a worker in its own mount namespace cannot remove the host's copy
+ * itself). Only these are removed: never a path guessed from a pid. A
+ * template killed before it could remove them leaves them to the acceptor
+ * (server/template_ctl.c), which removes what carries its prefix. */
 #define MAX_SCRATCH 512 /* workers, and replacements forked before the old is reaped */
 
 static struct {
@@ -39,9 +41,12 @@ static struct {
     char path[TMPDIR_PATH_MAX];
 } scratch[MAX_SCRATCH];
 
+static const char *scratch_prefix;
+
 static int scratch_make(char path[TMPDIR_PATH_MAX])
 {
-    snprintf(path, TMPDIR_PATH_MAX, "/tmp/pyexec-XXXXXX");
+    if (snprintf(path, TMPDIR_PATH_MAX, "%sXXXXXX", scratch_prefix) >= TMPDIR_PATH_MAX)
+        return -ENAMETOOLONG;
     if (!mkdtemp(path))
         return -errno;
     if (chmod(path, 0711)) { /* the children, under other uids, pass through it */
@@ -115,8 +120,9 @@ static _Noreturn void template_exit(int code)
     _exit(code);
 }
 
-_Noreturn void template_main(int ctl, const struct config *cfg)
+_Noreturn void template_main(int ctl, const struct config *cfg, const char *prefix)
 {
+    scratch_prefix = prefix;
     pid_t acceptor = getppid();
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != acceptor)
         _exit(1);

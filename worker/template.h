@@ -6,7 +6,9 @@
 
 #include "common/config.h"
 
-/* Never returns: exits 0 when the acceptor closes ctl, 1 if Python fails. */
-_Noreturn void template_main(int ctl, const struct config *cfg);
+/* Never returns: exits 0 when the acceptor closes ctl, 1 if Python fails.
+ * scratch_prefix: each worker's scratch dir is this followed by mkdtemp's six
+ * characters (the acceptor removes what a killed template leaves with it). */
+_Noreturn void template_main(int ctl, const struct config *cfg, const char *scratch_prefix);
 
 #endif

@@ -4,7 +4,8 @@
  * dir is a tmpfs of its own, so the kernel caps its bytes and files and
  * unmounting takes all of it at once; elsewhere it is a plain directory that
  * supervise.c measures and this file removes entry by entry. Runs in the
- * worker. */
+ * worker; tmpdir_remove also in the template (a reaped worker's scratch dir)
+ * and the acceptor (a killed template's, server/template_ctl.c). */
 #ifndef PYEXEC_TMPDIR_H
 #define PYEXEC_TMPDIR_H
 

@@ -1,11 +1,14 @@
 """The process tree under load and faults: isolation between requests,
 overload, a worker killed mid-request, and shutdown."""
+import glob
 import json
 import os
 import signal
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from conftest import proc_stat, temp_dirs, until, wait_for_temp_file, worker_pids
 
@@ -172,6 +175,36 @@ def test_sigterm_exits_cleanly_and_leaves_nothing(make_server):
             raise AssertionError(f"{pid} ({cmd}, {state}, was child of {ppid}) outlived pyexecd: {s.lines}")
     for d in dirs:  # the template removed the scratch dirs it made
         assert not os.path.exists(d), d
+
+
+@pytest.mark.parametrize("flags", [[], ["--namespaces", "0"]], ids=["tmpfs", "measured"])
+def test_killed_template_leaves_no_scratch_dir(make_server, flags):
+    """A template killed with SIGKILL cannot remove its workers' scratch dirs
+    (which hold the spares' temp dirs where no tmpfs covers them): the
+    acceptor removes every dir with its own prefix before the next template
+    starts, and at exit."""
+    s = make_server("--workers", "2", *flags)
+    assert s.execute("def main():\n    open('f', 'w').write('x')\n    return 1")[0] == 200
+    until(lambda: len(s.descendants()) >= 5, "both workers' spare children")
+
+    def template():
+        kids = [pid for pid, ppid, _ in s.descendants() if ppid == s.proc.pid]
+        return kids[0] if len(kids) == 1 else None
+
+    old_template = template()
+    old = [os.readlink(f"/proc/{w}/cwd") for w in worker_pids(s)]
+    prefix = old[0][: -len("XXXXXX")]
+    assert prefix.startswith("/tmp/pyexec-") and all(d.startswith(prefix) for d in old), old
+    os.kill(old_template, signal.SIGKILL)
+    until(lambda: template() not in (None, old_template)
+          and s.request("GET", "/health")[2]["workers"]["ready"] == 2, "a new template and its workers")
+    for d in old:
+        assert not os.path.exists(d), (d, os.listdir(d))
+    new = [os.readlink(f"/proc/{w}/cwd") for w in worker_pids(s)]
+    assert all(d.startswith(prefix) for d in new) and not set(new) & set(old), (old, new)
+    assert s.execute("def main(): return 3")[1]["result"] == 3
+    assert s.stop() == 0
+    assert glob.glob(prefix + "*") == []
 
 
 def test_sigterm_lets_in_flight_request_finish(make_server):
