@@ -3,12 +3,8 @@ request fields stdin and files, the response's files from out/, and what a
 hostile client or script can do with them."""
 import base64
 import hashlib
-import json
-import os
 
 import pytest
-
-from conftest import Server
 
 
 def csv_of(size):
@@ -243,13 +239,6 @@ def test_links_and_fifos_in_out_are_not_followed(server):
     assert list(body["files"]) == ["real.txt"], body
 
 
-# ctest sets ASAN_OPTIONS for a PYEXEC_SANITIZE build. There ASan's own start
-# of every thread calls pthread_getattr_np, whose sched_getaffinity(tid) the
-# sandbox refuses (only 0 or the pid pass), and ASan then aborts the child.
-SANITIZED = "ASAN_OPTIONS" in os.environ
-
-
-@pytest.mark.skipif(SANITIZED, reason="ASan cannot start a thread in the sandbox (sched_getaffinity(tid))")
 def test_a_thread_still_writing_cannot_stall_the_answer(server):
     status, body = server.execute(
         "import threading\ndef spin():\n    with open('out/growing.bin', 'wb') as f:\n"

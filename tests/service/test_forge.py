@@ -91,13 +91,7 @@ def test_a_forged_success_ends_the_run(server, after):
     assert data["stats"]["wall_ms"] < 14000, data  # not the 60 s loop's
 
 
-# ctest sets ASAN_OPTIONS for a PYEXEC_SANITIZE build, where ASan cannot start
-# a thread in the sandbox (test_files.py says why).
-SANITIZED = "ASAN_OPTIONS" in os.environ
-NO_THREADS = pytest.mark.skipif(SANITIZED, reason="ASan cannot start a thread in the sandbox")
 
-
-@NO_THREADS
 def test_a_forged_frame_leaves_nothing_running(server):
     """Threads burning CPU and writing files after the frame: the child is
     killed at the frame, reaped after the reply, and its temp dir removed."""
@@ -126,7 +120,6 @@ def test_a_forged_frame_leaves_nothing_running(server):
     until(settled, "the killed child to be reaped and its temp dir removed", 60)
 
 
-@NO_THREADS
 def test_stats_count_every_thread(server):
     """cpu_ms is the process's CPU clock: every thread's, exited ones too."""
     status, data = run(server, [
