@@ -51,7 +51,7 @@
       "total size of the files returned from out/; the rest is left out (truncated)")              \
     X(namespaces, "namespaces", "PYEXEC_NAMESPACES", 1, 0, 1,                                      \
       "1: each worker enters the namespaces the host allows (as a normal user, a user namespace "  \
-      "first); 0: none (the temp dir is then measured, not a tmpfs)")                              \
+      "first: required); 0: none (the temp dir is then measured, not a tmpfs; root only)")         \
     X(max_connections, "max-connections", "PYEXEC_MAX_CONNECTIONS", 1024, 1, 1000000,              \
       "open client connections; beyond it new ones are closed")                                    \
     X(idle_timeout_ms, "idle-timeout-ms", "PYEXEC_IDLE_TIMEOUT_MS", 30000, 100, 3600000,           \

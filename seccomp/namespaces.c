@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -92,6 +93,20 @@ static int write_file(const char *path, const char *text)
     int r = n == (ssize_t)strlen(text) ? 0 : n < 0 ? -errno : -EIO;
     close(fd);
     return r;
+}
+
+int namespaces_user_possible(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return 0;
+    if (pid == 0)
+        _exit(unshare(CLONE_NEWUSER) ? 1 : 0);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return 0;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 int namespaces_enter_user(void)

@@ -3,7 +3,8 @@
  * cost: an empty network namespace, a private SysV IPC namespace, and a
  * read-only mount view with one writable scratch dir and a /proc that hides
  * other users' processes. Runs in the worker process, called once by
- * worker_setup() (worker/worker.c) as it starts. */
+ * worker_setup() (worker/worker.c) as it starts; namespaces_user_possible
+ * runs in the acceptor. */
 #ifndef PYEXEC_NAMESPACES_H
 #define PYEXEC_NAMESPACES_H
 
@@ -17,6 +18,12 @@ enum namespaces_granted {
     NAMESPACES_PROC_PRIVATE = 1 << 4,  /* /proc shows a process only to who may ptrace it */
     NAMESPACES_USER = 1 << 5,          /* a user namespace of its own (started as a normal user) */
 };
+
+/* Whether this process could enter a user namespace: asked of a child
+ * forked for the purpose, so nothing here changes. 1 yes, 0 no. Called by
+ * the acceptor at start-up, before it forks anything else: started as a
+ * normal user, pyexecd refuses to run without (server/main.c). */
+int namespaces_user_possible(void);
 
 /* Started as a normal user, enter a user namespace of the worker's own first
  * (its uid and gid mapped to themselves, no supplementary groups): it gives

@@ -14,6 +14,7 @@
 
 #include "common/config.h"
 #include "common/priority.h"
+#include "seccomp/namespaces.h"
 #include "seccomp/policy.h"
 #include "server/env.h"
 #include "server/http.h"
@@ -158,6 +159,36 @@ static void make_instance_id(char *out, size_t size)
              (unsigned long long)id);
 }
 
+/* Started as root, each worker's scripts run under a uid of their own.
+ * Started as a normal user they run under the service's, and only a user
+ * namespace of each worker's own stands between them and the service's
+ * scratch space, the host's network tables and a thread bomb: without one,
+ * refuse to start rather than serve half-confined. */
+static int refuse_normal_user(const struct config *cfg)
+{
+    if (geteuid() == 0)
+        return 0;
+    if (!cfg->namespaces) {
+        fprintf(stderr,
+                "pyexecd: started as a normal user, --namespaces 0 is refused: scripts would "
+                "run under the service's own uid with nothing between them and its scratch "
+                "space, the host's network tables and its thread count. Start pyexecd as root "
+                "(each worker's scripts then run under a uid of their own), or keep "
+                "--namespaces 1.\n");
+        return 1;
+    }
+    if (!namespaces_user_possible()) {
+        fprintf(stderr,
+                "pyexecd: started as a normal user, pyexecd needs an unprivileged user "
+                "namespace per worker to confine scripts, and this host refuses them. Start "
+                "pyexecd as root, or allow them: sysctl kernel.unprivileged_userns_clone=1 "
+                "and user.max_user_namespaces above 0 (on Ubuntu also "
+                "kernel.apparmor_restrict_unprivileged_userns=0).\n");
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct server srv = {.loop = uv_default_loop()};
@@ -181,6 +212,8 @@ int main(int argc, char **argv)
     int r = config_load(&srv.cfg, argc, argv, stdout, stderr);
     if (r)
         return r > 0 ? 0 : 2;
+    if (refuse_normal_user(&srv.cfg))
+        return 2;
     make_instance_id(srv.instance, sizeof(srv.instance));
     /* The kernel's OOM killer takes a script, never the acceptor, template
      * or a worker (they inherit this across exec and fork). */

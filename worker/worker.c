@@ -319,6 +319,8 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
     int ns = 0, user = cfg->namespaces && geteuid() != 0 ? namespaces_enter_user() : 0;
     if (user < 0)
         return user;
+    if (geteuid() != 0 && !user)
+        return -EPERM; /* the acceptor checked: a host that changed its mind since */
     if (user) {
         ns = NAMESPACES_USER;
         /* RLIMIT_NPROC now counts the tasks of our uid inside our user

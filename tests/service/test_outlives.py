@@ -4,11 +4,12 @@ every later request gets a clean temp dir with its full cap."""
 import hashlib
 import json
 import os
+import subprocess
 import time
 
 import pytest
 
-from conftest import Server
+from conftest import PYEXECD, Server
 
 # Rounds of (token request, scan) per residue run; PYEXEC_RESIDUE_ROUNDS=20
 # for the long form.
@@ -163,12 +164,12 @@ AS_USER = ["setpriv", "--reuid=65000", "--regid=65000", "--clear-groups"]
 @pytest.fixture(scope="module", params=["root", "user", "measured"])
 def one_worker(request):
     """One worker, started as root, as a normal user (in a user namespace of
-    its own where the kernel allows), or as a normal user without namespaces
-    (as where the host refuses them: the worker measures and removes)."""
+    its own), or as root without namespaces (no tmpfs: the worker measures
+    and removes the temp dir)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to start pyexecd every way")
     flags = ["--namespaces", "0"] if request.param == "measured" else []
-    s = Server("--workers", "1", "--tmp-kb", str(TMP_KB), *flags, wrap=() if request.param == "root" else AS_USER)
+    s = Server("--workers", "1", "--tmp-kb", str(TMP_KB), *flags, wrap=AS_USER if request.param == "user" else ())
     s.mode = request.param
     s.namespaces = s.request("GET", "/health")[2]["sandbox"]["namespaces"]
     s.tmpfs = "mount-ro" in s.namespaces or "scratch-tmpfs" in s.namespaces
@@ -313,8 +314,6 @@ def main(n):
 
 
 def test_a_thread_bomb_meets_the_thread_cap(one_worker):
-    if one_worker.mode != "root" and "user" not in one_worker.namespaces:
-        pytest.skip("as a normal user without a user namespace RLIMIT_NPROC would count all the user's processes")
     status, data = one_worker.execute(THREADS, input=3000)
     assert status == 200, data
     # 64 tasks of the uid: the main thread and 63 more (fewer when another
@@ -340,16 +339,30 @@ def main():
 """
 
 
-@pytest.mark.parametrize("flags", [[], ["--namespaces", "0"]], ids=["user", "measured"])
-def test_a_scratch_dir_made_unwritable_breaks_no_later_request(make_server, flags):
+def test_a_scratch_dir_made_unwritable_breaks_no_later_request(make_server):
     if os.geteuid() != 0:
         pytest.skip("needs root to start pyexecd as another user")
-    s = make_server("--workers", "2", *flags, wrap=AS_USER)
+    s = make_server("--workers", "2", wrap=AS_USER)
     status, data = s.execute(CHMOD_SCRATCH)
     assert status == 200 and data["result"] >= 1, data
     for _ in range(6):  # both workers, each more than once
         status, data = s.execute("def main():\n    return 'fine'")
         assert (status, data.get("result")) == (200, "fine"), data
+
+
+
+def test_a_normal_user_without_namespaces_is_refused():
+    """Started as a normal user, only each worker's user namespace keeps a
+    script (under the service's own uid) from its scratch space, the host's
+    network tables and an unbounded thread count: without it pyexecd does
+    not start, and says what to do."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start pyexecd as another user")
+    proc = subprocess.run([*AS_USER, PYEXECD, "--port", "0", "--namespaces", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc
+    assert "--namespaces 0 is refused" in proc.stderr and "as root" in proc.stderr, proc.stderr
+    assert "ready" not in proc.stderr, proc.stderr
 
 
 FALLOCATE = """import ctypes, os, time
