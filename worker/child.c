@@ -185,20 +185,23 @@ static _Noreturn void child_run_request(const struct child_params *p,
     else
         placed = files_write_inputs(d.files, d.files_len, why, sizeof(why));
 
-    /* The script gets its own copy; the frame itself is wiped before it runs. */
+    /* The script gets its own copy; the frame itself is wiped before it runs.
+     * The copies are made under the request's own memory limit: a script and
+     * input that do not fit it are the request's memory_limit, never a fault
+     * of the service (the frame itself was read under the server's cap). */
     char *source = strndup(script, rq.script_len);
     char *input_json = rq.input_len ? strndup(input, rq.input_len) : NULL;
     ipc_free(payload, hdr.len);
-    if (!source || (rq.input_len && !input_json))
-        child_fail(IPC_START, "request copy", -ENOMEM);
+    bool copied = source && (!rq.input_len || input_json);
 
     /* The last word that is surely the service's. */
     if (ipc_write(FD_RESULT, IPC_START, NULL, 0))
         _exit(0);
-    size_t len;
+    size_t len = 0;
     char *outcome =
-        placed ? inputs_failed(why, &len)
-               : embed_run(source, rq.script_len, input_json, rq.input_len, p->result_cap, &len);
+        !copied  ? NULL
+        : placed ? inputs_failed(why, &len)
+                 : embed_run(source, rq.script_len, input_json, rq.input_len, p->result_cap, &len);
     embed_flush_stdio();
     struct iovec part = {outcome, len};
     if (!outcome) /* no memory left to describe anything */

@@ -118,6 +118,16 @@ def test_memory_limit(server):
     assert status == 400 and data["type"] == "memory_limit", data
 
 
+def test_input_over_the_memory_limit_is_memory_limit(server):
+    """The request's memory limit holds its script and input too: an input
+    bigger than memory_mb is the script's memory_limit, never a 500 (each
+    worker, its first request and a later one)."""
+    big = "x" * (8 << 20)
+    for _ in range(4):
+        status, data = server.execute("def main(x):\n    return len(x)", input=big, memory_mb=1)
+        assert status == 400 and data["type"] == "memory_limit", data
+
+
 def test_memory_90_percent_fits_110_does_not(server):
     script = "import numpy as np\ndef main(mb):\n    a = np.ones(mb << 17)\n    return int(a.size)"
     status, data = server.execute(script, input=180, memory_mb=200)
