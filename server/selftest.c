@@ -41,18 +41,22 @@ static const char probe_script[] =
 
 static const char *const probes[] = {"socket", "write", "syscall", "exec"};
 
+struct selftest_job {
+    struct pool_job job; /* first: the pool hands it back */
+    struct selftest *t;
+};
+
 struct selftest {
-    struct pool_job *jobs;
-    unsigned pending;
+    struct pool *pool;
+    struct selftest_job *jobs;
+    unsigned total;
+    unsigned next;    /* jobs[next..total) are not submitted yet */
+    unsigned pending; /* jobs not answered yet */
+    bool submitting;  /* in submit_more: an answer that comes meanwhile waits for it */
     bool ok;
     char why[256];
     void (*done)(bool, const char *, void *);
     void *data;
-};
-
-struct selftest_job {
-    struct pool_job job; /* first: the pool hands it back */
-    struct selftest *t;
 };
 
 static void fail(struct selftest *t, const char *fmt, const char *what)
@@ -61,6 +65,9 @@ static void fail(struct selftest *t, const char *fmt, const char *what)
         snprintf(t->why, sizeof(t->why), fmt, what);
     t->ok = false;
 }
+
+static void submit_more(struct selftest *t);
+static void finish_if_done(struct selftest *t);
 
 static void on_answer(struct pool_job *job, int status, const char *type, const char *body,
                       size_t len)
@@ -79,11 +86,46 @@ static void on_answer(struct pool_job *job, int status, const char *type, const 
         }
     }
     json_decref(o);
-    if (--t->pending)
+    t->pending--;
+    submit_more(t);
+    finish_if_done(t);
+}
+
+/* Every probe answered (and none being submitted): report, and free. */
+static void finish_if_done(struct selftest *t)
+{
+    if (t->pending || t->submitting)
         return;
     t->done(t->ok, t->why, t->data);
     free(t->jobs);
     free(t);
+}
+
+/* Hand the probes not yet submitted to the pool. Where the memory budget
+ * runs fewer scripts at once than there are workers, the rest wait in the
+ * queue, and the queue's bound (--queue, 0 included) may refuse some: those
+ * are submitted again as the probes in flight are answered. A refusal with
+ * none of ours in flight, or any other error, fails that probe. The caller
+ * calls finish_if_done afterwards. */
+static void submit_more(struct selftest *t)
+{
+    if (t->submitting)
+        return;
+    t->submitting = true;
+    while (t->next < t->total) {
+        struct selftest_job *j = &t->jobs[t->next];
+        bool in_flight = t->next > t->total - t->pending;
+        int r = j->job.frame ? pool_submit(t->pool, &j->job) : -ENOMEM;
+        if (r == -EAGAIN && in_flight)
+            break;
+        t->next++;
+        if (r) {
+            free(j->job.frame);
+            j->job.frame = NULL;
+            on_answer(&j->job, 500, "internal", "{}", 2);
+        }
+    }
+    t->submitting = false;
 }
 
 /* The probe's own wall-clock allowance: the worker takes it as is (only the
@@ -106,25 +148,24 @@ int selftest_start(struct pool *p, unsigned workers, const char *forbidden_dir, 
     struct selftest_job *jobs = calloc(workers, sizeof(*jobs));
     if (!jobs)
         goto nomem;
-    t->jobs = &jobs[0].job;
+    t->pool = p;
+    t->jobs = jobs;
+    t->total = t->pending = workers;
     t->ok = true;
     t->done = done;
     t->data = data;
-    t->pending = workers;
     for (unsigned i = 0; i < workers; i++) {
         jobs[i].t = t;
         jobs[i].job.done = on_answer;
         jobs[i].job.frame =
             ipc_request_new(PROBE_TIMEOUT_MS, memory_mb, probe_script, strlen(probe_script), input,
                             strlen(input), &jobs[i].job.frame_len);
-        /* Submitted together, one lands on each idle worker. */
-        if (!jobs[i].job.frame || pool_submit(p, &jobs[i].job)) {
-            free(jobs[i].job.frame);
-            jobs[i].job.frame = NULL;
-            on_answer(&jobs[i].job, 500, "internal", "{}", 2);
-        }
     }
     free(input);
+    /* Submitted together, one lands on each idle worker (the idle the
+     * longest first: a worker that has answered one goes to the back). */
+    submit_more(t);
+    finish_if_done(t);
     return 0;
 nomem:
     free(input);

@@ -92,3 +92,17 @@ def test_the_largest_body_never_overruns_a_worker(make_server):
         status, data = s.execute("def main():\n    return 'alive'")
         assert (status, data.get("result")) == (200, "alive"), data
     assert not [line for line in s.lines if line and "worker" in line and "exited" in line], s.lines
+
+
+def test_a_budget_for_one_script_at_a_time_starts_with_no_queue(make_server):
+    """A 1200 MiB limit at 100% overcommit admits one 700 MiB script at a
+    time; with --queue 0 the start-up self-test's probes for the other
+    workers wait for the first one's answer instead of being refused (which
+    failed the self-test and kept the service from starting)."""
+    s = make_server("--workers", "3", "--queue", "0", "--memory-limit-mb", "1200",
+                    "--memory-overcommit", "100")
+    status, _, health = s.request("GET", "/health")
+    assert status == 200 and health["workers"]["total"] == 3, health
+    assert health["memory"]["budget_mb"] < 2 * health["memory"]["script_limit_mb"], health
+    status, data = s.execute("def main():\n    return 41 + 1")
+    assert (status, data.get("result")) == (200, 42), data
