@@ -150,7 +150,9 @@ void pool_set_callbacks(struct pool *p, void (*ready)(void *), void (*fatal)(voi
 
 /* --- drain and shutdown ------------------------------------------------- */
 
-void pool_finish(struct pool *p)
+/* Every worker and the template are gone: close the timers and call
+ * pool_stop's callback. */
+static void pool_finish(struct pool *p)
 {
     /* The template is gone: what it could not remove (it was killed) goes
      * now, unless a sweep already under way takes it. */
@@ -201,9 +203,14 @@ static void on_stop_due(uv_timer_t *t)
         p->ctl = -1;
     }
     if (!p->template_up && !uv_is_closing((uv_handle_t *)&p->stop_timer))
-        pool_finish(p); /* it died before we stopped; nobody else will finish */
+        pool_finish(p); /* it is gone already: nobody else will finish */
     else if (p->template_up)
         template_kill_after(p, TEMPLATE_EXIT_MS);
+}
+
+void pool_stop_now(struct pool *p)
+{
+    uv_timer_start(&p->stop_timer, on_stop_due, 0, 0);
 }
 
 void pool_check_drained(struct pool *p)
@@ -214,7 +221,7 @@ void pool_check_drained(struct pool *p)
     for (unsigned i = 0; i < p->nslots; i++)
         busy |= p->slots[i].state == SLOT_BUSY;
     if (!busy)
-        uv_timer_start(&p->stop_timer, on_stop_due, 0, 0);
+        pool_stop_now(p);
 }
 
 void pool_stop(struct pool *p, uint64_t timeout_ms, void (*cb)(void *), void *data)

@@ -70,8 +70,9 @@ struct pool {
  * or running it brings the drain deadline forward to now. */
 void pool_check_drained(struct pool *p);
 
-/* pool.c: every worker and the template are gone; closes the timers and
- * calls pool_stop's callback. */
-void pool_finish(struct pool *p);
+/* pool.c: once stopping, end the drain now: answer every job still queued
+ * or running 503, close the channels, and finish once the template is gone
+ * (the template died while stopping: its workers' jobs cannot finish). */
+void pool_stop_now(struct pool *p);
 
 #endif

@@ -78,8 +78,8 @@ static void on_template_exit(uv_process_t *proc, int64_t status, int sig)
         close(p->ctl);
         p->ctl = -1;
     }
-    if (p->stopping)
-        return pool_finish(p);
+    if (p->stopping) /* its workers died with it: answer their jobs, then finish */
+        return pool_stop_now(p);
     fprintf(stderr, "pyexecd: the template exited (status %lld, signal %d)\n", (long long)status,
             sig);
     if (!p->ever_ready && p->fatal_cb) {

@@ -225,6 +225,28 @@ def test_sigterm_lets_in_flight_request_finish(make_server):
     assert s.proc.wait(30) == 0
 
 
+def test_template_killed_while_draining_answers_and_exits(make_server):
+    """SIGTERM with a request running, then the template dies before it
+    finishes (taking its worker along): the request is answered at once, not
+    left waiting for a worker that is gone, and pyexecd exits 0."""
+    s = make_server("--workers", "1", "--shutdown-timeout-ms", "600000")
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", s.execute(UNTIL_GO, timeout=300)))
+    t.start()
+    wait_for_temp_file(s, "running")
+    template = [pid for pid, ppid, _ in s.descendants() if ppid == s.proc.pid]
+    assert len(template) == 1, template
+    mark = len(s.lines)
+    s.proc.send_signal(signal.SIGTERM)
+    s.wait_line(r"shutting down", start=mark)
+    os.kill(template[0], signal.SIGKILL)
+    t.join(60)
+    assert not t.is_alive(), f"the request was never answered: {s.lines[mark:]}"
+    status, data = out["r"]
+    assert status in (500, 503) and data["type"] in ("internal", "overloaded"), data
+    assert s.proc.wait(60) == 0
+
+
 def test_temp_dirs_removed_after_requests(server):
     for _ in range(4):
         assert server.execute("def main():\n    open('junk', 'w').write('x' * 1000)\n    return 1")[0] == 200
