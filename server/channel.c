@@ -16,6 +16,9 @@
  * refuses) would fail again at once: retry after 0.1 s, 0.2 s, ... 30 s. */
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS   30000
+/* No channel could be made (the acceptor is out of descriptors: a flood of
+ * client connections): ask again after this long rather than never. */
+#define CHANNEL_RETRY_MS 1000
 
 void slot_release(struct pool_slot *s)
 {
@@ -212,7 +215,9 @@ void slot_request_spawn(struct pool_slot *s)
     struct pool *p = s->pool;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
-        fprintf(stderr, "pyexecd: socketpair: %s\n", strerror(errno));
+        fprintf(stderr, "pyexecd: no channel for worker %u: %s; retry in %.1f s\n", s->index,
+                strerror(errno), CHANNEL_RETRY_MS / 1000.0);
+        uv_timer_start(&s->backoff, on_backoff_due, CHANNEL_RETRY_MS, 0);
         return;
     }
     int r = ipc_send_spawn(p->ctl, s->index, sv[1]);

@@ -16,7 +16,8 @@
 
 #include "server/pool_state.h"
 
-/* Make a channel, hand the worker's end to the template, keep ours. */
+/* Make a channel, hand the worker's end to the template, keep ours. When no
+ * channel can be made (out of descriptors), ask again a second later. */
 void slot_request_spawn(struct pool_slot *s);
 
 /* Send one frame; takes payload (malloc'd, or NULL when len is 0). A failed

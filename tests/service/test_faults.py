@@ -179,6 +179,39 @@ def test_many_idle_connections_and_the_connection_cap():
     assert s.stop() == 0
 
 
+def test_a_worker_lost_while_out_of_descriptors_comes_back():
+    """Client connections take every descriptor the acceptor may open; a
+    worker that dies then cannot be given a new channel. Once descriptors are
+    free again it is asked for again: the pool is never left a worker short
+    for good."""
+    s = Server("--workers", "2", "--idle-timeout-ms", "600000", wrap=("prlimit", "--nofile=100:4096", "--"))
+    try:
+        idle = []
+        try:
+            while True:  # until the acceptor can take no more (it then closes new ones unanswered)
+                c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+                c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                try:
+                    answered = c.recv(4096).startswith(b"HTTP/1.1 ")
+                except (ConnectionResetError, socket.timeout):
+                    answered = False
+                if not answered:
+                    c.close()
+                    break
+                idle.append(c)
+                assert len(idle) < 100, "the acceptor never ran out of descriptors"
+            mark = len(s.lines)
+            os.kill(tree(s)["workers"][0][0], signal.SIGKILL)
+            s.wait_line(r"(socketpair|no channel for worker \d+): Too many open files", start=mark)
+        finally:
+            for c in idle:
+                c.close()
+        until(lambda: s.request("GET", "/health")[2]["workers"]["ready"] == 2, "the lost worker's replacement", 30)
+        healthy(s)
+    finally:
+        assert s.stop() == 0
+
+
 def test_temp_dir_cap_without_a_tmpfs():
     """Without namespaces (--namespaces 0: as where the host grants no mount
     namespace), there is no tmpfs of --tmp-kb: the worker measures the temp
