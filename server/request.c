@@ -19,9 +19,10 @@
 /* out/ holds what the script returns; it starts empty. */
 #define OUT_DIR "out"
 
-static const char allowed_fields[] = "script, input, stdin, files, timeout_ms, memory_mb";
+/* The request's fields: the one list, also named in the refusal of others. */
 static const char *const fields[] = {"script", "input",      "stdin",
                                      "files",  "timeout_ms", "memory_mb"};
+#define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
 
 static int refuse(struct request_error *err, int status, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -355,11 +356,15 @@ int request_parse(const char *body, size_t len, const struct config *cfg, struct
     json_object_foreach(root, key, value)
     {
         bool known = false;
-        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        for (size_t i = 0; i < N_FIELDS; i++)
             known = known || !strcmp(key, fields[i]);
         if (!known) {
+            char allowed[128] = "";
+            for (size_t i = 0, used = 0; i < N_FIELDS && used < sizeof(allowed); i++)
+                used += snprintf(allowed + used, sizeof(allowed) - used, "%s%s", i ? ", " : "",
+                                 fields[i]);
             refuse(err, 400, "invalid_request", "Unknown field \"%.64s\"; allowed: %s.", key,
-                   allowed_fields);
+                   allowed);
             goto fail;
         }
     }
