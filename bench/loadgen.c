@@ -701,6 +701,15 @@ static int on_message_begin(http_parser *p)
     return 0;
 }
 
+/* Append to buf (size bytes, *used of them taken) what fits of at[0..len). */
+static void append_clipped(char *buf, size_t size, size_t *used, const char *at, size_t len)
+{
+    size_t room = size - *used;
+    size_t take = len < room ? len : room;
+    memcpy(buf + *used, at, take);
+    *used += take;
+}
+
 /* Header names and values may come in pieces. A name is kept up to one
  * byte past our header's length (longer: not ours). */
 static int on_header_field(http_parser *p, const char *at, size_t len)
@@ -710,10 +719,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         c->in_value = 0;
         c->header_name_len = 0;
     }
-    size_t room = sizeof(c->header_name) - c->header_name_len;
-    size_t take = len < room ? len : room;
-    memcpy(c->header_name + c->header_name_len, at, take);
-    c->header_name_len += take;
+    append_clipped(c->header_name, sizeof(c->header_name), &c->header_name_len, at, len);
     return 0;
 }
 
@@ -728,12 +734,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         if (c->value_ours)
             c->instance_len = 0; /* repeated: the last one counts */
     }
-    if (c->value_ours) {
-        size_t room = sizeof(c->instance) - 1 - c->instance_len;
-        size_t take = len < room ? len : room;
-        memcpy(c->instance + c->instance_len, at, take);
-        c->instance_len += take;
-    }
+    if (c->value_ours) /* at most what a result's id holds with its NUL (count_instance) */
+        append_clipped(c->instance, sizeof(c->instance) - 1, &c->instance_len, at, len);
     return 0;
 }
 
