@@ -1,7 +1,8 @@
 /* HTTP/1.1 on libuv with http-parser: accepts connections, parses requests
  * (keep-alive, pipelining one at a time, Content-Length and chunked bodies,
  * Expect: 100-continue), enforces size caps and timeouts, and writes
- * responses. Knows nothing of routes. Runs in the acceptor, called by main.c. */
+ * responses. Knows nothing of routes. Runs in the acceptor: started and
+ * stopped by main.c; routes.c answers each request through it. */
 #ifndef PYEXEC_HTTP_H
 #define PYEXEC_HTTP_H
 

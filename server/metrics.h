@@ -1,6 +1,8 @@
 /* The acceptor's counters and histograms, rendered for GET /metrics in the
- * Prometheus text format 0.0.4. Runs in the acceptor (single-threaded); main.c
- * records, pool.c's numbers are read at render time. */
+ * Prometheus text format 0.0.4. Runs in the acceptor (single-threaded):
+ * routes.c records every answer and renders the page, the pool reports each
+ * spare's fork (main.c hands it metrics_fork), and the pool's numbers are
+ * read at render time. */
 #ifndef PYEXEC_METRICS_H
 #define PYEXEC_METRICS_H
 

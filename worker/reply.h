@@ -1,5 +1,6 @@
 /* Turns what supervise_run collected into the HTTP answer: status, error
- * type and the strict-JSON body the API describes (README). Runs in the worker. */
+ * type and the strict-JSON body the API describes (README). Called by
+ * worker.c's serve(), which sends it as the IPC_REPLY; runs in the worker. */
 #ifndef PYEXEC_REPLY_H
 #define PYEXEC_REPLY_H
 

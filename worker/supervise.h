@@ -1,6 +1,7 @@
 /* One request's life in a child, seen from the worker: wait for the child's
  * READY, hand it the request, collect stdout, stderr and the result under the
- * wall-clock deadline, notice cancellation and death. Runs in the worker. */
+ * wall-clock deadline, notice cancellation and death. Owns struct run (what
+ * was collected). Called by worker.c's serve(); runs in the worker. */
 #ifndef PYEXEC_SUPERVISE_H
 #define PYEXEC_SUPERVISE_H
 

@@ -1,6 +1,8 @@
 /* The template: exec'd by the acceptor with a clean environment, it starts
  * CPython once, imports numpy and pandas, freezes the heap, then forks a
- * worker for every IPC_SPAWN the acceptor sends. Runs in the template. */
+ * worker for every IPC_SPAWN the acceptor sends. Owns the workers' scratch
+ * dirs (made before each fork, removed once the worker is reaped). Called by
+ * pyexecd's main() when run with --template-fd; runs in the template. */
 #ifndef PYEXEC_TEMPLATE_H
 #define PYEXEC_TEMPLATE_H
 
