@@ -92,6 +92,17 @@ static void differences_give_the_window(void **state)
 
 #define S 1000000000ULL
 
+/* The series file's text, then the file gone. */
+static void read_and_remove(const char *path, char *text, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, size - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    unlink(path);
+}
+
 static void series_one_row_per_second(void **state)
 {
     (void)state;
@@ -112,12 +123,8 @@ static void series_one_row_per_second(void **state)
     series_answer(&s, t0 + 3 * S, 1000, 200); /* at the end: outside */
     assert_int_equal(series_close(&s, t0 + 3 * S), 0);
 
-    FILE *f = fopen(path, "r");
-    char text[1024] = "";
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    text[n] = '\0';
-    fclose(f);
-    unlink(path);
+    char text[1024];
+    read_and_remove(path, text, sizeof(text));
     assert_string_equal(text, "second,target_rps,sent,answered,rps,p50_ms,p99_ms,non_2xx,errors\n"
                               "0,13.3,1,2,2.0,0.200,0.250,1,0\n"
                               "1,20.0,0,0,0.0,,,0,0\n"
@@ -137,12 +144,8 @@ static void series_partial_last_row(void **state)
     for (int i = 0; i < 4; i++)
         series_answer(&s, t0 + S + S / 10 * (uint64_t)i, 100, 200);
     assert_int_equal(series_close(&s, t0 + S + S / 2), 0);
-    FILE *f = fopen(path, "r");
-    char text[1024] = "";
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    text[n] = '\0';
-    fclose(f);
-    unlink(path);
+    char text[1024];
+    read_and_remove(path, text, sizeof(text));
     assert_string_equal(text, "second,target_rps,sent,answered,rps,p50_ms,p99_ms,non_2xx,errors\n"
                               "0,,0,0,0.0,,,0,0\n"
                               "1,,0,4,8.0,0.100,0.100,0,0\n");

@@ -37,6 +37,18 @@ static void catch_sigchld(void)
     assert_int_equal(sigaction(SIGCHLD, &sa, NULL), 0);
 }
 
+/* A child that waits until it is killed. */
+static pid_t fork_waiting_child(void)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pause();
+        _exit(0);
+    }
+    return pid;
+}
+
 /* 'S': the process sleeps in a system call (here: the parent in wait4). */
 static char state_of(pid_t pid)
 {
@@ -112,12 +124,7 @@ static void test_reap_wait_waits_through_a_signal(void **state)
 static void test_reap_wait_nohang(void **state)
 {
     (void)state;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        pause();
-        _exit(0);
-    }
+    pid_t pid = fork_waiting_child();
     assert_int_equal(reap_wait(pid, WNOHANG, NULL, NULL), 0);
     kill(pid, SIGKILL);
     int status = 0;
@@ -164,12 +171,7 @@ static void test_dying_reap_waits_through_a_signal(void **state)
 static void test_dying_reap_nohang_keeps_the_living(void **state)
 {
     (void)state;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        pause();
-        _exit(0);
-    }
+    pid_t pid = fork_waiting_child();
     struct dying d = {.n = 0};
     add(&d, pid);
     char dir[TMPDIR_PATH_MAX];
