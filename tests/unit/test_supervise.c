@@ -24,6 +24,8 @@
 #include "worker/supervise.h"
 
 static int sigchld_pipe[2] = {-1, -1};
+/* The temp dir cap run_script's runs measure against; 0: none (a tmpfs). */
+static long long disk_cap;
 static int cancel_pipe[2] = {-1, -1};
 
 static void on_sigchld(int sig)
@@ -216,6 +218,7 @@ static void run_script(enum script s, uint32_t timeout_ms, struct run *run)
     struct supervise_params sp = {.timeout_ms = timeout_ms,
                                   .output_cap = 1024,
                                   .result_cap = 4096,
+                                  .disk_cap = disk_cap,
                                   .cancel_fd = cancel_pipe[0],
                                   .sigchld_fd = sigchld_pipe[0]};
     size_t len;
@@ -253,6 +256,21 @@ static void test_honest_child(void **state)
     assert_int_equal(run.end, RUN_RESULT);
     assert_string_equal(run.result, ok);
     assert_true(run.cpu_us >= 50000);
+    run_free(&run);
+}
+
+/* Where no tmpfs caps the temp dir, the worker measures it; one that cannot
+ * be measured (here: it does not exist; in a service, a script moving its
+ * directories around while the walk is inside them) counts as over the cap,
+ * never as within it. */
+static void test_an_unmeasurable_temp_dir_is_over_its_cap(void **state)
+{
+    (void)state;
+    struct run run;
+    disk_cap = 1 << 20;
+    run_script(HONEST, 30000, &run);
+    disk_cap = 0;
+    assert_int_equal(run.end, RUN_DISK_FULL);
     run_free(&run);
 }
 
@@ -334,6 +352,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_honest_child),
         cmocka_unit_test(test_stats_are_the_kernels),
+        cmocka_unit_test(test_an_unmeasurable_temp_dir_is_over_its_cap),
         cmocka_unit_test(test_setup_failures_before_start),
         cmocka_unit_test(test_script_exit_codes_stay_the_scripts),
         cmocka_unit_test(test_forged_frames_change_nothing),
