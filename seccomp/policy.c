@@ -36,6 +36,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/wipe.h"
+
+/* Compiled in the worker, whose memory its children inherit: free only
+ * through wipe_free (wipe.h). */
+#pragma GCC poison free realloc
+
 enum match {
     ANY,                    /* allowed whatever the arguments */
     ARG0_SELF,              /* allowed when arg0 == our pid: signals only to ourselves */
@@ -588,7 +594,7 @@ int policy_compile(struct policy_prog *prog)
     }
     prog->insns = malloc(size);
     if (!prog->insns || pread(fd, prog->insns, size, 0) != size) {
-        free(prog->insns);
+        wipe_free(prog->insns);
         prog->insns = NULL;
         rc = -EIO;
         goto out;
@@ -634,7 +640,7 @@ int policy_apply(void)
     if (rc < 0)
         return rc;
     rc = policy_load(&prog);
-    free(prog.insns);
+    wipe_free(prog.insns);
     return rc;
 }
 

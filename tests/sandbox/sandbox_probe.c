@@ -358,6 +358,31 @@ static int op_clone3_enosys_fallback(void)
     return op_thread();
 }
 
+/* A thread may ask for its own attributes (glibc's pthread_getattr_np, which
+ * ASan calls as every thread starts, asks sched_getaffinity of the thread's
+ * tid): a pid above ours answers ENOSYS, which glibc takes for "no such call"
+ * and goes on, where EPERM would fail the call. */
+static void *getattr_main(void *arg)
+{
+    (void)arg;
+    pthread_attr_t attr;
+    int rc = pthread_getattr_np(pthread_self(), &attr);
+    if (!rc)
+        pthread_attr_destroy(&attr);
+    return (void *)(intptr_t)rc;
+}
+
+static int op_thread_getattr(void)
+{
+    pthread_t t;
+    void *ret = NULL;
+    int rc = pthread_create(&t, NULL, getattr_main, NULL);
+    if (rc)
+        return rc;
+    pthread_join(t, &ret);
+    return (int)(intptr_t)ret;
+}
+
 static int op_mmap(void)
 {
     size_t len = 64 << 20;
@@ -891,6 +916,7 @@ static const struct op ops[] = {
     {"fcntl_own", op_fcntl_own, ALLOW, 0, NULL},
     {"clock_own", op_clock_own, ALLOW, 0, NULL},
     {"pid_calls_self", op_pid_calls_self, ALLOW, 0, NULL},
+    {"thread_getattr", op_thread_getattr, ALLOW, 0, NULL},
     {"locks_tmp", op_locks_tmp, ALLOW, 0, NULL},
     {"clone3_enosys_fallback", op_clone3_enosys_fallback, ALLOW, 0, NULL},
     {"mmap", op_mmap, ALLOW, 0, NULL},
