@@ -23,9 +23,12 @@ int embed_single_threaded(void);
  * no bytecode writing), import numpy, pandas and the harness, build
  * matplotlib's font cache (when it is installed), import each module of the
  * comma-separated preload list, set the environment to the children's
- * allowlist, collect and gc.freeze(). Returns 0 or -1 with a reason printed
- * to stderr (a module that fails to import is named). */
-int embed_init(const char *preload);
+ * allowlist, collect and gc.freeze(). The font cache is built in a dir named
+ * scratch_prefix + "mpl-XXXXXXXX" (so the acceptor's sweep of that prefix
+ * covers a template killed meanwhile) by a python3 that dies with the
+ * template. Returns 0 or -1 with a reason printed to stderr (a module that
+ * fails to import is named). */
+int embed_init(const char *preload, const char *scratch_prefix);
 
 /* After embed_init: {"python": "3.11.2", "numpy": "...", "pandas": "...",
  * "preload": {"module": "version of its package", ...}}. Static storage. */

@@ -4,6 +4,7 @@ embed/python.c imports it once in the template; embed/run.c calls it in each
 child to compile the script, describe failures and serialise main()'s result.
 Every function here returns an outcome as UTF-8 bytes of one JSON object.
 """
+import ctypes
 import datetime
 import gc
 import importlib
@@ -15,33 +16,47 @@ import os
 import platform
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import traceback
 
 
-def _start_font_cache():
+def _die_with_template(template=os.getpid(), prctl=ctypes.CDLL(None).prctl):
+    """The font scan's preexec_fn: SIGKILL when the template dies (the
+    template is single-threaded here, so its one thread is the one that forked)."""
+    PR_SET_PDEATHSIG = 1
+    prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != template:  # it died before prctl
+        os._exit(1)
+
+
+def _start_font_cache(scratch_prefix):
     """Template: let matplotlib scan the fonts once, in a separate Debian
     python3 started before numpy and pandas load here, so the scan overlaps
     with those imports, and so the template imports matplotlib only when
-    --preload asks for it. preload() collects the result."""
+    --preload asks for it. preload() collects the result. Its dir carries the
+    acceptor's scratch prefix, so the acceptor removes it if the template is
+    killed before preload() does; the scan dies with the template."""
     if importlib.util.find_spec("matplotlib") is None:
         return None
-    directory = tempfile.mkdtemp(prefix="pyexec-mpl-")
+    parent, name = os.path.split(scratch_prefix)
+    directory = tempfile.mkdtemp(prefix=name + "mpl-", dir=parent or None)
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": directory,
            "MPLCONFIGDIR": directory, "MPLBACKEND": "Agg"}
     try:
         job = subprocess.Popen(["/usr/bin/python3", "-I", "-c", "import matplotlib.font_manager"],
                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    except OSError:
+                               stderr=subprocess.PIPE, preexec_fn=_die_with_template)
+    except (OSError, subprocess.SubprocessError):
         shutil.rmtree(directory, ignore_errors=True)
         raise
     return job, directory
 
 
-_font_cache_job = _start_font_cache()
+# SCRATCH_PREFIX: set in this module by embed/python.c before this body runs.
+_font_cache_job = _start_font_cache(SCRATCH_PREFIX)  # noqa: F821
 
 import numpy  # after the font scan has started
 import pandas

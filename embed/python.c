@@ -156,12 +156,20 @@ fail_status:
     return -1;
 }
 
-/* Import the harness (and with it numpy and pandas) from the embedded source. */
-static int import_harness(void)
+/* Import the harness (and with it numpy and pandas) from the embedded source,
+ * its SCRATCH_PREFIX set before its body runs (the body starts the font scan
+ * in a dir with that prefix). */
+static int import_harness(const char *scratch_prefix)
 {
     PyObject *code = Py_CompileString(embed_harness_source, "<pyexec_harness>", Py_file_input);
     if (!code)
         goto fail;
+    PyObject *module = PyImport_AddModule("pyexec_harness"); /* borrowed */
+    if (!module || PyModule_AddStringConstant(module, "SCRATCH_PREFIX", scratch_prefix)) {
+        Py_DECREF(code);
+        goto fail;
+    }
+    /* Runs the body in that same module (sys.modules holds it). */
     embed_harness = PyImport_ExecCodeModule("pyexec_harness", code);
     Py_DECREF(code);
     if (!embed_harness)
@@ -195,13 +203,13 @@ static int preload_modules(const char *preload)
     return -1;
 }
 
-int embed_init(const char *preload)
+int embed_init(const char *preload, const char *scratch_prefix)
 {
     if (embed_single_threaded() != 0)
         return -1;
     if (start_interpreter() != 0)
         return -1;
-    if (import_harness() != 0)
+    if (import_harness(scratch_prefix) != 0)
         return -1;
     if (preload_modules(preload ? preload : "") != 0)
         return -1;

@@ -148,7 +148,7 @@ _Noreturn void template_main(int ctl, const struct config *cfg, const char *pref
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
 
-    if (embed_init(cfg->preload)) {
+    if (embed_init(cfg->preload, prefix)) {
         fprintf(stderr,
                 "pyexecd: the template could not start Python with numpy, pandas and "
                 "the modules of --preload=%s\n",

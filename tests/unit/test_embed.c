@@ -178,7 +178,7 @@ static int setup(void **state)
         return -1;
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    if (embed_init("numpy,pandas") != 0)
+    if (embed_init("numpy,pandas", "/tmp/pyexec-test_embed-") != 0)
         return -1;
     clock_gettime(CLOCK_MONOTONIC, &end);
     double ms =
