@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -144,6 +145,39 @@ static int serve(struct server *srv)
     return srv->exit_code;
 }
 
+/* Descriptors the acceptor holds besides connections and channels: listener,
+ * template socket, event loop, signals, stdio. */
+#define NOFILE_SPARE 32
+/* Where the hard limit is unlimited: the kernel's default fs.nr_open. */
+#define NOFILE_UNLIMITED 1048576
+
+/* Each client connection is a descriptor, and so is each worker's channel:
+ * the usual soft RLIMIT_NOFILE of 1024 would refuse connections well below
+ * --max-connections' default. Raised to the hard limit, best effort, before
+ * the pool and listener open any. The template, workers and children inherit
+ * it; each child's rlimits_apply (seccomp/rlimits.c) sets the script's own. */
+static void raise_nofile(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return;
+    rlim_t hard = rl.rlim_max == RLIM_INFINITY ? NOFILE_UNLIMITED : rl.rlim_max;
+    if (rl.rlim_cur < hard) {
+        rl.rlim_cur = hard;
+        if (setrlimit(RLIMIT_NOFILE, &rl))
+            getrlimit(RLIMIT_NOFILE, &rl); /* keep the soft limit it had */
+    }
+    rlim_t need = (rlim_t)cfg->max_connections + (rlim_t)cfg->workers + NOFILE_SPARE;
+    if (rl.rlim_cur < need)
+        fprintf(stderr,
+                "pyexecd: at most %llu open descriptors (RLIMIT_NOFILE), below the %llu that "
+                "--max-connections %ld and %ld workers need: connections past it are closed "
+                "unanswered. Raise the hard limit (ulimit -Hn, LimitNOFILE=, docker --ulimit "
+                "nofile=) or lower --max-connections.\n",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)need, cfg->max_connections,
+                cfg->workers);
+}
+
 /* Which process answers: a load test counts the instances it reached. Random
  * per start, after Cloud Run's revision name when K_REVISION is set (read
  * before the environment is scrubbed; only token bytes kept). */
@@ -231,6 +265,7 @@ int main(int argc, char **argv)
             (unsigned long long)budget_script_mb(&srv.budget, srv.cfg.memory_mb),
             (unsigned long long)srv.budget.budget_mb, srv.cfg.memory_overcommit, srv.cfg.workers,
             adj);
+    raise_nofile(&srv.cfg);
     /* The service's environment may hold credentials, and some sandboxes
      * (gVisor) show /proc/<pid>/environ to every uid. */
     env_scrub();

@@ -184,7 +184,7 @@ def test_a_worker_lost_while_out_of_descriptors_comes_back():
     worker that dies then cannot be given a new channel. Once descriptors are
     free again it is asked for again: the pool is never left a worker short
     for good."""
-    s = Server("--workers", "2", "--idle-timeout-ms", "600000", wrap=("prlimit", "--nofile=100:4096", "--"))
+    s = Server("--workers", "2", "--idle-timeout-ms", "600000", wrap=("prlimit", "--nofile=256:256", "--"))  # the scripts' own limit is 256
     try:
         idle = []
         try:
@@ -199,7 +199,7 @@ def test_a_worker_lost_while_out_of_descriptors_comes_back():
                     c.close()
                     break
                 idle.append(c)
-                assert len(idle) < 100, "the acceptor never ran out of descriptors"
+                assert len(idle) < 256, "the acceptor never ran out of descriptors"
             mark = len(s.lines)
             os.kill(tree(s)["workers"][0][0], signal.SIGKILL)
             s.wait_line(r"(socketpair|no channel for worker \d+): Too many open files", start=mark)
@@ -208,6 +208,28 @@ def test_a_worker_lost_while_out_of_descriptors_comes_back():
                 c.close()
         until(lambda: s.request("GET", "/health")[2]["workers"]["ready"] == 2, "the lost worker's replacement", 30)
         healthy(s)
+    finally:
+        assert s.stop() == 0
+
+
+def nofile_limits(pid):
+    """(soft, hard) RLIMIT_NOFILE of a process, from /proc/PID/limits."""
+    with open(f"/proc/{pid}/limits") as f:
+        line = [l for l in f if l.startswith("Max open files")][0]
+    return tuple(int(v) for v in line.split()[3:5])
+
+
+def test_acceptor_raises_its_descriptor_limit():
+    """Started with a soft RLIMIT_NOFILE below --max-connections, the
+    acceptor raises it to the hard limit, and says so when even that is below
+    what --max-connections and the workers need; a script's own limit is the
+    sandbox's, whatever the service was started with."""
+    s = Server("--workers", "1", wrap=("prlimit", "--nofile=256:1024", "--"))
+    try:
+        assert nofile_limits(s.proc.pid) == (1024, 1024)
+        s.wait_line(r"at most 1024 open descriptors \(RLIMIT_NOFILE\), below the 1057 that --max-connections 1024 and 1 workers need")
+        status, data = s.execute("import resource\ndef main(): return resource.getrlimit(resource.RLIMIT_NOFILE)")
+        assert (status, data["result"]) == (200, [256, 256]), data
     finally:
         assert s.stop() == 0
 
