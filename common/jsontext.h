@@ -1,7 +1,7 @@
 /* Text checks for what crosses from untrusted children into answers: UTF-8
  * repair, and a strict JSON syntax check with no limit on number size (which
  * jansson has). Pure functions; used by the worker (reply.c, files.c), the
- * child (child.c) and the acceptor (server/errors.c). */
+ * child (child.c) and the acceptor (server/errors.c, server/log.c). */
 #ifndef PYEXEC_JSONTEXT_H
 #define PYEXEC_JSONTEXT_H
 

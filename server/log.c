@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/jsontext.h"
+
 static const char *log_project = ""; /* --project: trace ids become links */
 
 void log_set_project(const char *project)
@@ -39,13 +41,22 @@ static void log_trace(json_t *line, const char *header)
 
 void log_request(const struct http_request *req, int status, const char *type, double secs)
 {
-    char latency[32], message[1200];
+    char latency[32], raw[1200];
     snprintf(latency, sizeof(latency), "%.6fs", secs);
-    snprintf(message, sizeof(message), "%s %s %d %s", req->method, req->path, status, type);
-    json_t *line = json_pack("{s:s, s:s, s:{s:s, s:s, s:i, s:s}, s:s, s:s}", "severity",
-                             severity(status), "message", message, "httpRequest", "requestMethod",
-                             req->method, "requestUrl", req->path, "status", status, "latency",
-                             latency, "type", type, "request_id", req->request_id);
+    snprintf(raw, sizeof(raw), "%s %s %d %s", req->method, req->path, status, type);
+    /* The path is the client's bytes, and jansson takes only UTF-8: a path
+     * that is not would lose the whole line. */
+    size_t n;
+    char *path = utf8_sanitize(req->path, strlen(req->path), &n);
+    char *message = utf8_sanitize(raw, strlen(raw), &n);
+    json_t *line = NULL;
+    if (path && message)
+        line = json_pack("{s:s, s:s, s:{s:s, s:s, s:i, s:s}, s:s, s:s}", "severity",
+                         severity(status), "message", message, "httpRequest", "requestMethod",
+                         req->method, "requestUrl", path, "status", status, "latency", latency,
+                         "type", type, "request_id", req->request_id);
+    free(path);
+    free(message);
     if (!line)
         return;
     log_trace(line, req->trace);

@@ -100,3 +100,19 @@ def test_log_line_per_request_without_script(server):
     assert last["httpRequest"]["status"] == 200 and last["type"] == "ok"
     assert last["severity"] == "INFO" and last["request_id"]
     assert not any(marker in json.dumps(l) for l in logs)
+
+
+def test_log_line_for_a_path_that_is_not_utf8(server):
+    """The path is the client's bytes: invalid UTF-8 in it is logged as
+    U+FFFD, not left out of the log with the whole line."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as c:
+        c.sendall(b"GET /caf\xe9/\xff\xc3 HTTP/1.1\r\nHost: x\r\nX-Request-Id: path-not-utf8\r\n"
+                  b"Connection: close\r\n\r\n")
+        reply = b""
+        while chunk := c.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 404"), reply
+    line = server.wait_log("path-not-utf8")
+    assert line["httpRequest"]["requestUrl"] == "/caf\ufffd/\ufffd\ufffd", line
+    assert line["message"] == "GET /caf\ufffd/\ufffd\ufffd 404 not_found", line
+    assert line["httpRequest"]["status"] == 404 and line["type"] == "not_found", line
