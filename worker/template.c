@@ -2,6 +2,8 @@
 #include "worker/template.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,9 +25,19 @@
 /* A child inherits this process's memory: free only through wipe_free (wipe.h). */
 #pragma GCC poison free realloc
 
+/* SIGCHLD self-pipe: the handler writes a byte, the loop in template_main
+ * polls it with ctl. A SIGCHLD between a reap and the wait for the next
+ * spawn request so still wakes that wait. */
+static int sigchld_pipe[2] = {-1, -1};
+
 static void on_sigchld(int sig)
 {
-    (void)sig; /* only to interrupt recvmsg */
+    (void)sig;
+    int saved = errno;
+    if (write(sigchld_pipe[1], "", 1) < 0) {
+        /* the pipe is full: a wake-up is already pending */
+    }
+    errno = saved;
 }
 
 /* Each live worker's scratch dir: made here with a random name (after the
@@ -96,6 +108,8 @@ static void spawn_worker(int ctl, int chan, uint32_t slot, const struct config *
     pid_t pid = singlefork();
     if (pid == 0) {
         close(ctl);
+        close(sigchld_pipe[0]);
+        close(sigchld_pipe[1]);
         struct worker_args a = {.cfg = cfg,
                                 .chan = chan,
                                 .slot = slot,
@@ -135,7 +149,9 @@ _Noreturn void template_main(int ctl, const struct config *cfg, const char *pref
     signal(SIGPIPE, SIG_IGN);
     /* Children of a worker that died come to us (not to PID 1, which in a
      * container may be pyexecd's acceptor, or nothing that reaps): SIGCHLD
-     * interrupts the wait for the acceptor's next message, and we reap. */
+     * wakes the wait for the acceptor's next message, and we reap. */
+    if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK))
+        _exit(1);
     struct sigaction sa = {.sa_handler = on_sigchld};
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGCHLD, &sa, NULL))
@@ -158,13 +174,25 @@ _Noreturn void template_main(int ctl, const struct config *cfg, const char *pref
     const char *versions = embed_versions_json();
 
     for (;;) {
+        reap_workers(false);
+        struct pollfd fds[2] = {{.fd = ctl, .events = POLLIN},
+                                {.fd = sigchld_pipe[0], .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "pyexecd: template: poll: %s\n", strerror(errno));
+            template_exit(1);
+        }
+        char sink[64];
+        while (read(sigchld_pipe[0], sink, sizeof(sink)) > 0)
+            ;
+        if (!fds[0].revents)
+            continue;
         uint32_t slot;
         int chan;
         int r = ipc_recv_spawn(ctl, &slot, &chan);
-        if (r == -EINTR) {
-            reap_workers(false);
+        if (r == -EINTR)
             continue;
-        }
         if (r == -EPIPE)
             template_exit(0);
         if (r) {
@@ -173,6 +201,5 @@ _Noreturn void template_main(int ctl, const struct config *cfg, const char *pref
         }
         spawn_worker(ctl, chan, slot, cfg, versions);
         close(chan); /* a failed fork closes the channel: the acceptor sees EOF and retries */
-        reap_workers(false);
     }
 }

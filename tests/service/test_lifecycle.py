@@ -3,14 +3,17 @@ overload, a worker killed mid-request, and shutdown."""
 import glob
 import json
 import os
+import re
 import signal
 import socket
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import proc_stat, temp_dirs, until, wait_for_temp_file, worker_pids
+from conftest import (PYEXECD, Client, children_of, metric, proc_stat, temp_dirs, until,
+                      wait_for_temp_file, worker_pids)
 
 # Marks its temp dir as running, then waits until the test drops a file named
 # "go" into that dir (the test sees it through the worker's root): the test,
@@ -276,3 +279,54 @@ def test_client_disconnect_kills_the_script(make_server):
     # The client is gone: the worker must be free long before the script's 60 s.
     until(lambda: s.request("GET", "/health")[2]["workers"]["idle"] == 1, "the abandoned script to be killed", 30)
     assert s.execute("def main(): return 'next'")[1]["result"] == "next"
+
+
+def test_template_reaps_a_failed_worker_before_any_spawn_request():
+    """As root with --user=1 --workers=2, worker 1 cannot get a uid of its own
+    and fails its set-up; the acceptor asks for it again only after a growing
+    back-off (server/channel.c). Within that back-off, with no spawn request
+    to wake it, the template has reaped the dead worker (no zombie) and
+    removed its scratch dir: its SIGCHLD alone is enough."""
+    if os.geteuid() != 0:
+        pytest.skip("a normal user's workers all get the service's uid")
+    # Started by hand: Server waits for "ready", which never comes here.
+    lines = []
+    cond = threading.Condition()
+    proc = subprocess.Popen([PYEXECD, "--host", "127.0.0.1", "--port", "0", "--user=1", "--workers=2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def read():
+        for line in proc.stderr:
+            with cond:
+                lines.append(line)
+                cond.notify_all()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        with cond:
+            assert cond.wait_for(lambda: any("listening on" in l for l in lines), 60), lines
+            port = int(next(re.search(r":(\d+) with", l).group(1) for l in lines if "listening on" in l))
+        client = Client("127.0.0.1", port)
+        template = children_of(proc.pid)[0][0]
+        with open(f"/proc/{template}/cmdline", "rb") as f:
+            prefix = [a.decode()[len("--template-scratch="):] for a in f.read().split(b"\0")
+                      if a.startswith(b"--template-scratch=")][0]
+        for delay in ("0.8", "1.6"):
+            with cond:
+                assert cond.wait_for(lambda: any("worker 1 failed during set-up" in l and f"retry in {delay} s" in l
+                                                 for l in lines), 60), lines
+            respawns = metric(client, "pyexec_worker_respawns_total")
+
+            def settled():
+                kids = children_of(template)
+                return all(state != "Z" for _, state in kids) and len(glob.glob(prefix + "*")) == 1
+
+            until(settled, "the failed worker reaped and its scratch dir removed", timeout=30)
+            # No spawn request came meanwhile: the template woke on SIGCHLD.
+            assert metric(client, "pyexec_worker_respawns_total") == respawns, lines
+            assert len(children_of(template)) == 1, lines  # worker 0 alone
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+    assert glob.glob(prefix + "*") == []
+
