@@ -234,6 +234,18 @@ def test_acceptor_raises_its_descriptor_limit():
         assert s.stop() == 0
 
 
+def test_a_low_hard_descriptor_limit_still_serves():
+    """Started with a hard RLIMIT_NOFILE below the sandbox's 256, the service
+    still starts and serves: a script gets the lower limit, never a set-up
+    failure (a user namespace may not raise a hard limit)."""
+    s = Server("--workers", "1", wrap=("prlimit", "--nofile=100:100", "--"))
+    try:
+        status, data = s.execute("import resource\ndef main(): return resource.getrlimit(resource.RLIMIT_NOFILE)")
+        assert (status, data["result"]) == (200, [100, 100]), data
+    finally:
+        assert s.stop() == 0
+
+
 def test_temp_dir_cap_without_a_tmpfs():
     """Without namespaces (--namespaces 0: as where the host grants no mount
     namespace), there is no tmpfs of --tmp-kb: the worker measures the temp
