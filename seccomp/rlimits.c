@@ -30,9 +30,8 @@ static int read_base(struct rlimits_base *base)
     return base->vm_size && base->vm_data ? 0 : -EIO;
 }
 
-/* Never above the hard limit the service was started with: a user namespace
- * (a normal user's worker) may not raise it, and a lower limit only confines
- * more. */
+/* Never above the hard limit the service was started with: the child may not
+ * raise it (EPERM), and a lower limit only confines more. */
 static int set_limit(int resource, uint64_t soft, uint64_t hard)
 {
     struct rlimit now;
