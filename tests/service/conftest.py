@@ -169,6 +169,38 @@ def make_server():
         s.stop()
 
 
+class Unready:
+    """pyexecd started by hand, for a service that never says "ready" (which
+    Server waits for): its stderr lines as they come, and its port once it
+    listens. stop() ends it; its exit status must be 0."""
+
+    def __init__(self, *flags):
+        self.lines = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen([PYEXECD, "--host", "127.0.0.1", "--port", "0", *flags],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for(lambda lines: any("listening on" in l for l in lines))
+        self.port = int(next(re.search(r":(\d+) with", l).group(1) for l in self.lines
+                             if "listening on" in l))
+
+    def _read(self):
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+
+    def wait_for(self, condition, timeout=60):
+        """Wait until condition(lines) holds; return a copy of the lines."""
+        with self.cond:
+            assert self.cond.wait_for(lambda: condition(self.lines), timeout), self.lines
+            return list(self.lines)
+
+    def stop(self):
+        self.proc.terminate()
+        assert self.proc.wait(30) == 0
+
+
 def children_of(pid):
     """[(pid, state)] of pid's children."""
     out = []

@@ -8,13 +8,12 @@ How fast is measured by bench/fairness, never asserted here.
 """
 import os
 import re
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import PYEXECD, Client, Server, children_of
+from conftest import Client, Server, Unready, children_of
 
 BURNER = "def main():\n    while True:\n        pass\n"
 HOG = ("def main():\n    keep = []\n    while True:\n"
@@ -209,39 +208,20 @@ def test_worker_setup_failure_backs_off():
     """As root with --user=5 --workers=8, workers 5..7 cannot get a uid of
     their own and fail their set-up: they are retried with a doubling delay
     (not in a tight loop), and /health says which and why it is not ready."""
-    # Started by hand: Server waits for "ready", which never comes here.
-    lines = []
-    cond = threading.Condition()
-    proc = subprocess.Popen([PYEXECD, "--host", "127.0.0.1", "--port", "0", "--user=5",
-                             "--workers=8"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-
-    def read():
-        for line in proc.stderr:
-            with cond:
-                lines.append(line)
-                cond.notify_all()
-
-    threading.Thread(target=read, daemon=True).start()
+    s = Unready("--user=5", "--workers=8")
     try:
-        with cond:
-            assert cond.wait_for(lambda: any("listening on" in l for l in lines), 60)
-            port = int(next(re.search(r":(\d+) with", l).group(1) for l in lines
-                            if "listening on" in l))
-            # Wait for a retry 1.6 s after the first: the fifth try of a slot.
-            assert cond.wait_for(
-                lambda: any(re.search(r"retry in 1\.6 s", l) for l in lines), 60), lines
-            failed = sum("set-up failed" in l for l in lines)
+        # Wait for a retry 1.6 s after the first: the fifth try of a slot.
+        lines = s.wait_for(lambda lines: any(re.search(r"retry in 1\.6 s", l) for l in lines))
+        failed = sum("set-up failed" in l for l in lines)
         # 3 slots, each tried at most 5 times so far (a tight loop: thousands).
         assert failed <= 3 * 6, failed
-        status, _, health = Client("127.0.0.1", port).request("GET", "/health")
+        status, _, health = Client("127.0.0.1", s.port).request("GET", "/health")
         assert status == 503 and health["status"] == "starting"
         assert health["workers"]["failing"] == 3
         assert health["workers"]["ready"] == 5
         assert any("worker 7 failed during set-up" in l for l in lines)
     finally:
-        proc.terminate()
-        assert proc.wait(30) == 0
+        s.stop()
 
 
 def test_admission_waits_for_memory():

@@ -3,16 +3,14 @@ overload, a worker killed mid-request, and shutdown."""
 import glob
 import json
 import os
-import re
 import signal
 import socket
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import (PYEXECD, Client, children_of, metric, proc_stat, temp_dirs, until,
+from conftest import (Client, Unready, children_of, metric, proc_stat, temp_dirs, until,
                       wait_for_temp_file, worker_pids)
 
 # Marks its temp dir as running, then waits until the test drops a file named
@@ -289,32 +287,16 @@ def test_template_reaps_a_failed_worker_before_any_spawn_request():
     removed its scratch dir: its SIGCHLD alone is enough."""
     if os.geteuid() != 0:
         pytest.skip("a normal user's workers all get the service's uid")
-    # Started by hand: Server waits for "ready", which never comes here.
-    lines = []
-    cond = threading.Condition()
-    proc = subprocess.Popen([PYEXECD, "--host", "127.0.0.1", "--port", "0", "--user=1", "--workers=2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-    def read():
-        for line in proc.stderr:
-            with cond:
-                lines.append(line)
-                cond.notify_all()
-
-    threading.Thread(target=read, daemon=True).start()
+    s = Unready("--user=1", "--workers=2")
     try:
-        with cond:
-            assert cond.wait_for(lambda: any("listening on" in l for l in lines), 60), lines
-            port = int(next(re.search(r":(\d+) with", l).group(1) for l in lines if "listening on" in l))
-        client = Client("127.0.0.1", port)
-        template = children_of(proc.pid)[0][0]
+        client = Client("127.0.0.1", s.port)
+        template = children_of(s.proc.pid)[0][0]
         with open(f"/proc/{template}/cmdline", "rb") as f:
             prefix = [a.decode()[len("--template-scratch="):] for a in f.read().split(b"\0")
                       if a.startswith(b"--template-scratch=")][0]
         for delay in ("0.8", "1.6"):
-            with cond:
-                assert cond.wait_for(lambda: any("worker 1 failed during set-up" in l and f"retry in {delay} s" in l
-                                                 for l in lines), 60), lines
+            s.wait_for(lambda lines: any("worker 1 failed during set-up" in l and f"retry in {delay} s" in l
+                                         for l in lines))
             respawns = metric(client, "pyexec_worker_respawns_total")
 
             def settled():
@@ -323,10 +305,9 @@ def test_template_reaps_a_failed_worker_before_any_spawn_request():
 
             until(settled, "the failed worker reaped and its scratch dir removed", timeout=30)
             # No spawn request came meanwhile: the template woke on SIGCHLD.
-            assert metric(client, "pyexec_worker_respawns_total") == respawns, lines
-            assert len(children_of(template)) == 1, lines  # worker 0 alone
+            assert metric(client, "pyexec_worker_respawns_total") == respawns, s.lines
+            assert len(children_of(template)) == 1, s.lines  # worker 0 alone
     finally:
-        proc.terminate()
-        assert proc.wait(30) == 0
+        s.stop()
     assert glob.glob(prefix + "*") == []
 
