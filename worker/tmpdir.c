@@ -133,6 +133,11 @@ static int walk_tree(int fd, walk_visit visit, bool revisit, void *ctx)
     for (;;) {
         off_t pos = lseek(fd, 0, SEEK_CUR);
         ssize_t n = getdents64(fd, buf, sizeof(buf));
+        /* A directory removed while the walk is inside it (the script's own
+         * rmtree: rmdir needs it empty) reads as ENOENT: it holds nothing,
+         * so it is done, as glibc's readdir takes it. */
+        if (n < 0 && errno == ENOENT)
+            n = 0;
         if (n < 0 || pos < 0) {
             r = -errno;
             break;

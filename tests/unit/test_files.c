@@ -172,6 +172,24 @@ static void test_deep_and_wide(void **state)
     files_out_free(&o);
 }
 
+/* The worker measures a temp dir while the script works in it: a directory
+ * the script removes (shutil.rmtree, TemporaryDirectory) while the walk is
+ * inside it reads as ENOENT, and it holds nothing (rmdir needs it empty), so
+ * the measurement goes on. Were it a failure, a script doing nothing wrong
+ * would be stopped for filling its temp dir. Here the walk starts in it. */
+static void test_removed_directory_measures_empty(void **state)
+{
+    (void)state;
+    char gone[600];
+    snprintf(gone, sizeof(gone), "%s/gone", dir);
+    assert_int_equal(mkdir(gone, 0755), 0);
+    assert_int_equal(chdir(gone), 0);
+    assert_int_equal(rmdir(gone), 0);
+    long long used = tmpdir_usage(".", 1 << 20);
+    assert_int_equal(chdir("/"), 0);
+    assert_int_equal(used, 0);
+}
+
 static void test_names_not_utf8_skipped(void **state)
 {
     (void)state;
@@ -292,6 +310,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_links_and_fifos_never_followed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_leaves_out_what_does_not_fit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_and_wide, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_removed_directory_measures_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_not_utf8_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_owners_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_inputs, setup, teardown),
