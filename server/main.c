@@ -229,6 +229,10 @@ int main(int argc, char **argv)
     const char *tfd = "--template-fd=", *tscratch = "--template-scratch=";
 
     signal(SIGPIPE, SIG_IGN);
+    /* Whoever started us may have left SIGCHLD ignored, which exec keeps: the
+     * kernel would then reap our children before we wait for them, and
+     * namespaces_user_possible's probe would read as a refusal. */
+    signal(SIGCHLD, SIG_DFL);
     /* pyexecd --template-fd=N --template-scratch=PREFIX FLAGS...: the
      * template, exec'd by server/template_ctl.c. */
     if (argc > 2 && !strncmp(argv[1], tfd, strlen(tfd)) &&

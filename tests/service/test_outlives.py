@@ -365,6 +365,23 @@ def test_a_normal_user_without_namespaces_is_refused():
     assert "ready" not in proc.stderr, proc.stderr
 
 
+
+def test_a_normal_user_started_with_sigchld_ignored_starts():
+    """Whoever starts pyexecd may leave SIGCHLD ignored (a daemon's own
+    setting, a launcher's), and exec keeps it so. A normal user's pyexecd
+    still finds the user namespaces this host grants, starts, and serves."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start pyexecd as another user")
+    ignoring = ["/usr/bin/python3", "-c", "import os, signal, sys; "
+                "signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"]
+    s = Server("--workers", "1", wrap=[*AS_USER, *ignoring])
+    try:
+        assert "user" in s.request("GET", "/health")[2]["sandbox"]["namespaces"]
+        status, data = s.execute("def main():\n    return 'fine'")
+        assert (status, data.get("result")) == (200, "fine"), data
+    finally:
+        assert s.stop() == 0
+
 FALLOCATE = """import ctypes, os, time
 def main(mb):
     libc = ctypes.CDLL(None, use_errno=True)
