@@ -99,13 +99,13 @@ int namespaces_user_possible(void)
 {
     pid_t pid = fork();
     if (pid < 0)
-        return 0;
-    if (pid == 0)
-        _exit(unshare(CLONE_NEWUSER) ? 1 : 0);
+        return -errno;
+    if (pid == 0) /* all of it, maps included: some hosts allow only the unshare */
+        _exit(namespaces_enter_user() == 1 ? 0 : 1);
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
-            return 0;
+            return -errno;
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 

@@ -19,8 +19,10 @@ enum namespaces_granted {
     NAMESPACES_USER = 1 << 5,          /* a user namespace of its own (started as a normal user) */
 };
 
-/* Whether this process could enter a user namespace: asked of a child
- * forked for the purpose, so nothing here changes. 1 yes, 0 no. Called by
+/* Whether this process could enter a user namespace as a worker does
+ * (namespaces_enter_user, maps included): asked of a child forked for the
+ * purpose, so nothing here changes. 1 yes, 0 no, -errno when it could not be
+ * asked (fork failed). Called by
  * the acceptor at start-up, before it forks anything else: started as a
  * normal user, pyexecd refuses to run without (server/main.c). */
 int namespaces_user_possible(void);

@@ -211,7 +211,12 @@ static int refuse_normal_user(const struct config *cfg)
                 "--namespaces 1.\n");
         return 1;
     }
-    if (!namespaces_user_possible()) {
+    int possible = namespaces_user_possible();
+    if (possible < 0) {
+        fprintf(stderr, "pyexecd: cannot check for user namespaces: %s\n", strerror(-possible));
+        return 1;
+    }
+    if (!possible) {
         fprintf(stderr,
                 "pyexecd: started as a normal user, pyexecd needs an unprivileged user "
                 "namespace per worker to confine scripts, and this host refuses them. Start "

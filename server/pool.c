@@ -84,8 +84,9 @@ int pool_start(uv_loop_t *loop, const struct config *cfg, const char *exe, struc
     uv_timer_init(loop, &p->sweep_timer);
     uv_timer_init(loop, &p->stop_timer);
     p->restart_timer.data = p->kill_timer.data = p->sweep_timer.data = p->stop_timer.data = p;
-    template_name_scratch(p);
-    int r = template_start(p);
+    int r = template_name_scratch(p);
+    if (!r)
+        r = template_start(p);
     if (r) {
         free(p->slots);
         free(p);

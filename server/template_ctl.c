@@ -23,13 +23,16 @@ static void on_restart_due(uv_timer_t *t);
 /* Where the workers' scratch dirs go. */
 #define SCRATCH_DIR "/tmp"
 
-void template_name_scratch(struct pool *p)
+int template_name_scratch(struct pool *p)
 {
     uint64_t id = 0;
-    uv_random(NULL, NULL, &id, sizeof(id), 0, NULL);
+    int r = uv_random(NULL, NULL, &id, sizeof(id), 0, NULL);
+    if (r)
+        return r; /* a prefix two services could share would sweep each other's dirs */
     snprintf(p->scratch_prefix, sizeof(p->scratch_prefix), SCRATCH_DIR "/pyexec-%016llx-",
              (unsigned long long)id);
     snprintf(p->scratch_arg, sizeof(p->scratch_arg), "--template-scratch=%s", p->scratch_prefix);
+    return 0;
 }
 
 void template_sweep_scratch(const struct pool *p)

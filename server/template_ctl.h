@@ -15,8 +15,9 @@
 
 #include "server/pool_state.h"
 
-/* Choose this service's scratch dir prefix: once, before the first start. */
-void template_name_scratch(struct pool *p);
+/* Choose this service's scratch dir prefix (random): once, before the first
+ * start. 0, or a negative errno when no randomness is to be had. */
+int template_name_scratch(struct pool *p);
 
 /* Start the template and ask it for a worker for every slot that has none.
  * 0 or -errno. */
