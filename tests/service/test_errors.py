@@ -1,5 +1,6 @@
 """Every error type the API lists (README), each provoked for real."""
 import json
+import os
 import socket
 
 import pytest
@@ -118,6 +119,10 @@ def test_memory_limit(server):
     assert status == 400 and data["type"] == "memory_limit", data
 
 
+# ctest sets ASAN_OPTIONS for a PYEXEC_SANITIZE build. There the child's copy
+# of an input over a limit of a few MiB dies inside ASan's allocator before
+# the service's own code can see the failure; the release build answers it.
+@pytest.mark.skipif("ASAN_OPTIONS" in os.environ, reason="ASan's allocator dies under a few-MiB memory limit")
 def test_input_over_the_memory_limit_is_memory_limit(server):
     """The request's memory limit holds its script and input too: an input
     bigger than memory_mb is the script's memory_limit, never a 500 (each
