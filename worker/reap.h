@@ -18,6 +18,15 @@
  * NULL. */
 pid_t reap_wait(pid_t pid, int flags, int *status, struct rusage *ru);
 
+/* SIGCHLD as a readable pipe, so a poll wakes for a child that died just
+ * before it: makes fds (both ends O_NONBLOCK, O_CLOEXEC) and catches SIGCHLD
+ * (not stops) by writing a byte to fds[1]. One per process: a later call
+ * (a worker, forked from the template) takes the handler over. 0 or -errno. */
+int reap_signal_pipe(int fds[2]);
+
+/* Empty that pipe after a wake-up. */
+void reap_signal_drain(int fd);
+
 /* User plus system CPU time in microseconds. */
 uint64_t rusage_cpu_us(const struct rusage *ru);
 

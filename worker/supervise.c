@@ -396,9 +396,7 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             break;
         }
         if (pfd[P_CHLD].revents) {
-            char sink[64];
-            while (read(sp->sigchld_fd, sink, sizeof(sink)) > 0)
-                ;
+            reap_signal_drain(sp->sigchld_fd);
             gone = gone || reap(c, run, WNOHANG);
         }
         if (gone) {
@@ -483,9 +481,7 @@ void supervise_settle(struct child *c, struct run *run, int sigchld_fd, int max_
         struct pollfd pfd = {.fd = sigchld_fd, .events = POLLIN};
         if (left <= 0 || poll(&pfd, 1, left) < 0)
             return;
-        char sink[64];
-        while (read(sigchld_fd, sink, sizeof(sink)) > 0)
-            ;
+        reap_signal_drain(sigchld_fd);
     }
 }
 

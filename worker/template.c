@@ -2,7 +2,6 @@
 #include "worker/template.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -25,20 +24,10 @@
 /* A child inherits this process's memory: free only through wipe_free (wipe.h). */
 #pragma GCC poison free realloc
 
-/* SIGCHLD self-pipe: the handler writes a byte, the loop in template_main
- * polls it with ctl. A SIGCHLD between a reap and the wait for the next
- * spawn request so still wakes that wait. */
+/* SIGCHLD as a pipe (reap.h) that the loop in template_main polls with ctl:
+ * a SIGCHLD between a reap and the wait for the next spawn request still
+ * wakes that wait. */
 static int sigchld_pipe[2] = {-1, -1};
-
-static void on_sigchld(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    if (write(sigchld_pipe[1], "", 1) < 0) {
-        /* the pipe is full: a wake-up is already pending */
-    }
-    errno = saved;
-}
 
 /* Each live worker's scratch dir: made here with a random name (after the
  * acceptor's prefix) before the fork, removed here once the worker is reaped
@@ -150,11 +139,7 @@ _Noreturn void template_main(int ctl, const struct config *cfg, const char *pref
     /* Children of a worker that died come to us (not to PID 1, which in a
      * container may be pyexecd's acceptor, or nothing that reaps): SIGCHLD
      * wakes the wait for the acceptor's next message, and we reap. */
-    if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK))
-        _exit(1);
-    struct sigaction sa = {.sa_handler = on_sigchld};
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGCHLD, &sa, NULL))
+    if (reap_signal_pipe(sigchld_pipe))
         _exit(1);
     /* Best effort: a sandbox that refuses it (gVisor) leaves orphans to PID 1
      * (the image runs tini there). */
@@ -183,9 +168,7 @@ _Noreturn void template_main(int ctl, const struct config *cfg, const char *pref
             fprintf(stderr, "pyexecd: template: poll: %s\n", strerror(errno));
             template_exit(1);
         }
-        char sink[64];
-        while (read(sigchld_pipe[0], sink, sizeof(sink)) > 0)
-            ;
+        reap_signal_drain(sigchld_pipe[0]);
         if (!fds[0].revents)
             continue;
         uint32_t slot;

@@ -31,6 +31,7 @@
 #include "worker/dying.h"
 #include "worker/files.h"
 #include "worker/forkheap.h"
+#include "worker/reap.h"
 #include "common/ipc.h"
 #include "worker/reply.h"
 #include "worker/supervise.h"
@@ -59,18 +60,6 @@ struct worker {
     char sandbox[512];             /* sandbox_status_json, for the acceptor's /health */
     long long disk_cap;            /* > 0: no tmpfs caps the temp dirs, supervise does */
 };
-
-static int sigchld_write_fd = -1;
-
-static void on_sigchld(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    if (write(sigchld_write_fd, "", 1) < 0) {
-        /* the pipe is full: a wake-up is already pending */
-    }
-    errno = saved;
-}
 
 static uint64_t monotonic_us(void)
 {
@@ -226,9 +215,7 @@ static int wait_for_frame(struct worker *w)
         if (poll(pfd, 2, -1) < 0 && errno != EINTR)
             return -errno;
         if (pfd[1].revents) {
-            char sink[64];
-            while (read(w->sigchld[0], sink, sizeof(sink)) > 0)
-                ;
+            reap_signal_drain(w->sigchld[0]);
             dying_reap(&w->dying, false);
             if (w->dying.broken)
                 return -EIO; /* exit, to be replaced */
@@ -271,13 +258,9 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
         return -errno;
     json_set_alloc_funcs(malloc, wipe_free);
 
-    if (pipe2(w->sigchld, O_CLOEXEC | O_NONBLOCK))
-        return -errno;
-    sigchld_write_fd = w->sigchld[1];
-    struct sigaction sa = {.sa_handler = on_sigchld, .sa_flags = SA_NOCLDSTOP};
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGCHLD, &sa, NULL))
-        return -errno;
+    int r = reap_signal_pipe(w->sigchld);
+    if (r)
+        return r;
 
     w->params = (struct child_params){
         .uid = (uid_t)-1,
@@ -290,7 +273,7 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
     if (w->params.proc_fd < 0)
         w->params.proc_fd = 0; /* none: children use /proc as mounted */
     if (geteuid() == 0) {
-        int r = privdrop_resolve(cfg->user, &w->params.uid, &w->params.gid);
+        r = privdrop_resolve(cfg->user, &w->params.uid, &w->params.gid);
         if (r)
             return r;
         /* Each worker's children get their own uid and gid (--user, then one
@@ -308,7 +291,7 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
         w->params.limits.nproc = CHILD_MAX_THREADS;
     }
 
-    int r = policy_compile(&w->params.policy); /* each child loads it in microseconds */
+    r = policy_compile(&w->params.policy); /* each child loads it in microseconds */
     if (r)
         return r;
 
