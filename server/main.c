@@ -148,8 +148,6 @@ static int serve(struct server *srv)
 /* Descriptors the acceptor holds besides connections and channels: listener,
  * template socket, event loop, signals, stdio. */
 #define NOFILE_SPARE 32
-/* Where the hard limit is unlimited: the kernel's default fs.nr_open. */
-#define NOFILE_UNLIMITED 1048576
 
 /* Each client connection is a descriptor, and so is each worker's channel:
  * the usual soft RLIMIT_NOFILE of 1024 would refuse connections well below
@@ -161,9 +159,9 @@ static void raise_nofile(const struct config *cfg)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl))
         return;
-    rlim_t hard = rl.rlim_max == RLIM_INFINITY ? NOFILE_UNLIMITED : rl.rlim_max;
-    if (rl.rlim_cur < hard) {
-        rl.rlim_cur = hard;
+    /* Linux caps the hard limit at fs.nr_open, so it is never unlimited. */
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl))
             getrlimit(RLIMIT_NOFILE, &rl); /* keep the soft limit it had */
     }
