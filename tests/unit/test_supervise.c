@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "common/ipc.h"
+#include "worker/reap.h"
 #include "worker/supervise.h"
 
 static int sigchld_pipe[2] = {-1, -1};
@@ -28,24 +29,12 @@ static int sigchld_pipe[2] = {-1, -1};
 static long long disk_cap;
 static int cancel_pipe[2] = {-1, -1};
 
-static void on_sigchld(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    if (write(sigchld_pipe[1], "", 1) < 0) {
-        /* full: a wake-up is pending */
-    }
-    errno = saved;
-}
-
 static int setup(void **state)
 {
     (void)state;
-    if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) || pipe2(cancel_pipe, O_CLOEXEC))
+    if (pipe2(cancel_pipe, O_CLOEXEC))
         return -1;
-    struct sigaction sa = {.sa_handler = on_sigchld, .sa_flags = SA_NOCLDSTOP};
-    sigemptyset(&sa.sa_mask);
-    return sigaction(SIGCHLD, &sa, NULL);
+    return reap_signal_pipe(sigchld_pipe); /* as the worker does */
 }
 
 static void say(int fd, uint32_t kind, const char *text)
