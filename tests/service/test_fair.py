@@ -110,7 +110,7 @@ def test_scripts_yield_to_the_service():
                 live = [pid for pid, state in children_of(worker) if state != "Z"]
                 try:
                     seen += [(stat(pid), oom_adj(pid)) for pid in live]
-                except FileNotFoundError:
+                except (FileNotFoundError, ProcessLookupError):  # it exited meanwhile
                     return None
                 if not live:
                     return None
@@ -158,7 +158,7 @@ def test_cpu_loop_drops_to_nice_19():
                     try:
                         used = cpu_seconds(pid)
                         demoted |= stat(pid) == (19, SCHED_BATCH)
-                    except FileNotFoundError:
+                    except (FileNotFoundError, ProcessLookupError):  # it exited meanwhile
                         continue
                     if used >= 2.1:  # PRIORITY_LONG_CPU_MS, and a second to look
                         long_seen = True
