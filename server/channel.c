@@ -222,12 +222,23 @@ void slot_request_spawn(struct pool_slot *s)
     }
     int r = ipc_send_spawn(p->ctl, s->index, sv[1]);
     close(sv[1]);
-    if (r || uv_pipe_init(p->loop, &s->chan, 0) || uv_pipe_open(&s->chan, sv[0])) {
+    if (r || uv_pipe_init(p->loop, &s->chan, 0)) {
         close(sv[0]);
         return; /* the template is going down; its exit restarts everything */
     }
     s->chan.data = s;
     s->chan_open = true;
+    int err = uv_pipe_open(&s->chan, sv[0]);
+    if (err) {
+        fprintf(stderr, "pyexecd: worker %u: cannot watch its channel: %s\n", s->index,
+                uv_strerror(err));
+        /* The fd is not the handle's: close both (the worker then sees its
+         * channel closed and exits); slot_closed tries again after a pause. */
+        close(sv[0]);
+        s->failures++;
+        uv_close((uv_handle_t *)&s->chan, slot_closed);
+        return;
+    }
     s->state = SLOT_STARTING;
     uv_read_start((uv_stream_t *)&s->chan, on_chan_alloc, on_chan_read);
 }
