@@ -228,18 +228,18 @@ void slot_request_spawn(struct pool_slot *s)
     }
     s->chan.data = s;
     s->chan_open = true;
+    s->state = SLOT_STARTING;
     int err = uv_pipe_open(&s->chan, sv[0]);
     if (err) {
         fprintf(stderr, "pyexecd: worker %u: cannot watch its channel: %s\n", s->index,
                 uv_strerror(err));
-        /* The fd is not the handle's: close both (the worker then sees its
-         * channel closed and exits); slot_closed tries again after a pause. */
+        /* The fd is not the handle's: close it (the worker then sees its
+         * channel closed and exits); a worker lost while starting is
+         * replaced after a pause. */
         close(sv[0]);
-        s->failures++;
-        uv_close((uv_handle_t *)&s->chan, slot_closed);
+        slot_down(s);
         return;
     }
-    s->state = SLOT_STARTING;
     uv_read_start((uv_stream_t *)&s->chan, on_chan_alloc, on_chan_read);
 }
 
