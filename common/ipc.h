@@ -17,6 +17,9 @@
  *                                        input; JSON text is never empty)
  * IPC_CANCEL   acceptor -> worker        empty: the client left, kill the child
  * IPC_REPLY    worker -> acceptor        struct ipc_reply, type bytes, HTTP body (JSON)
+ * IPC_SPARE    worker -> acceptor        empty: the next child is forked, a request sent
+ *                                        now starts at once (after READY and each REPLY
+ *                                        whose fork succeeded)
  * IPC_START    child -> worker           empty: request read, the script runs now;
  *                                        non-empty: why its set-up failed (it then exits)
  * IPC_RESULT   child -> worker           outcome JSON (embed_run's); believed only as the
@@ -38,6 +41,7 @@ enum ipc_kind {
     IPC_REPLY,
     IPC_RESULT,
     IPC_START,
+    IPC_SPARE,
 };
 
 struct ipc_hdr {

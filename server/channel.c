@@ -114,6 +114,7 @@ static void on_ready(struct pool_slot *s, const char *payload, size_t len)
     }
     s->state = SLOT_IDLE;
     s->idle_since = uv_hrtime();
+    s->spare = s->served = false;
     s->failures = 0;
     fprintf(stderr, "pyexecd: worker %u ready (pid %lld)\n", s->index,
             (long long)json_integer_value(json_object_get(o, "pid")));
@@ -142,6 +143,7 @@ static void on_reply(struct pool_slot *s, const char *payload, size_t len)
     slot_release(s);
     s->state = SLOT_IDLE;
     s->idle_since = uv_hrtime();
+    s->spare = false; /* the child that answered was the spare */
     if (s->pool->fork_time_cb && r.fork_us)
         s->pool->fork_time_cb(r.fork_us / 1e6);
     if (j) {
@@ -155,6 +157,14 @@ static void on_reply(struct pool_slot *s, const char *payload, size_t len)
         j->done(j, r.status, type, body, len - sizeof(r) - r.type_len);
     }
     dispatch(s->pool);
+}
+
+/* The worker forked its next child. It may already hold its next request
+ * (sent while it forked), which that child serves: nothing to dispatch. */
+static void on_spare(struct pool_slot *s)
+{
+    s->spare = true;
+    s->spare_since = uv_hrtime();
 }
 
 static void on_chan_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -195,6 +205,9 @@ static void on_chan_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
             on_ready(s, payload, hdr.len);
         else if (hdr.kind == IPC_REPLY && s->state == SLOT_BUSY)
             on_reply(s, payload, hdr.len);
+        else if (hdr.kind == IPC_SPARE && hdr.len == 0 &&
+                 (s->state == SLOT_IDLE || s->state == SLOT_BUSY))
+            on_spare(s);
         else
             return slot_down(s);
         if (s->state == SLOT_DOWN)

@@ -14,7 +14,8 @@
  *                          │  onto huge pages: forkheap.c)
  *     chan: SOCK_STREAM socketpair, ipc.h frames:
  *       acceptor → worker  IPC_REQUEST (one at a time), IPC_CANCEL
- *       worker → acceptor  IPC_READY (once), IPC_REPLY (one per REQUEST)
+ *       worker → acceptor  IPC_READY (once), IPC_REPLY (one per REQUEST),
+ *                          IPC_SPARE (its next child is forked)
  *                          │ fork, one child per request, the next one forked
  *                          ▼ ahead of time (the "spare")
  *                        CHILD: fd 0 ◀ request pipe: IPC_REQUEST
@@ -36,8 +37,9 @@
  *
  * The acceptor's side is four files, all sharing struct pool (pool_state.h):
  *   pool.c          this drawing; start, stats, drain and shutdown
- *   queue.c         the wait queue and dispatch to the worker idle the longest, while
- *                   the job's memory limit fits the budget (budget.c)
+ *   queue.c         the wait queue and dispatch (to the worker whose spare came
+ *                   last: its memory is still in the CPU caches), while the job's
+ *                   memory limit fits the budget (budget.c)
  *   channel.c       one channel per worker: spawn requests, frames, a worker's death
  *   template_ctl.c  the template's exec, restart and, at shutdown, its end
  * The other processes: worker/template.c, worker/worker.c (with supervise.c

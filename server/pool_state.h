@@ -27,6 +27,9 @@ struct pool_slot {
     bool chan_open;
     struct pool_job *job; /* BUSY: the job it serves, NULL if cancelled */
     uint64_t idle_since;  /* uv_hrtime() when it last became idle */
+    bool spare;           /* its next child is forked (IPC_SPARE since its last REPLY) */
+    bool served;          /* it has been sent a request since its READY */
+    uint64_t spare_since; /* uv_hrtime() of that IPC_SPARE */
     char *buf;            /* bytes read, not yet a whole frame */
     size_t len, alloc;
     uint64_t reserved_mb; /* BUSY: what its script holds of the memory budget */

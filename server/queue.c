@@ -74,14 +74,34 @@ static void on_sweep(uv_timer_t *t)
         uv_timer_stop(&p->sweep_timer);
 }
 
-/* The worker idle the longest: it has had the most time to fork its next
- * spare child since its last request. */
-static struct pool_slot *longest_idle(struct pool *p)
+/* Which idle worker takes the next job:
+ *  - one whose next child is forked (IPC_SPARE) before one still forking:
+ *    the job starts at once;
+ *  - among those, one that has not served yet: the self-test's probes, and
+ *    a replaced worker's first job, reach every worker even when the memory
+ *    budget runs fewer scripts at once than there are workers;
+ *  - then the one whose spare came last: its memory and page tables are the
+ *    likeliest still in the CPU's caches, so at low load a few workers take
+ *    turns and the rest stay cold, costing nothing (at high load all serve);
+ *  - with no spare ready, the one idle the longest: nearest the end of its
+ *    fork. */
+static bool better(const struct pool_slot *a, const struct pool_slot *b)
+{
+    if (a->spare != b->spare)
+        return a->spare;
+    if (!a->spare)
+        return a->idle_since < b->idle_since;
+    if (a->served != b->served)
+        return !a->served;
+    return a->spare_since > b->spare_since;
+}
+
+static struct pool_slot *pick_worker(struct pool *p)
 {
     struct pool_slot *best = NULL;
     for (unsigned i = 0; i < p->nslots; i++) {
         struct pool_slot *s = &p->slots[i];
-        if (s->state == SLOT_IDLE && (!best || s->idle_since < best->idle_since))
+        if (s->state == SLOT_IDLE && (!best || better(s, best)))
             best = s;
     }
     return best;
@@ -99,7 +119,7 @@ static uint64_t job_memory_mb(const struct pool *p, const struct pool_job *j)
 void dispatch(struct pool *p)
 {
     struct pool_slot *s;
-    while (p->head && (s = longest_idle(p))) {
+    while (p->head && (s = pick_worker(p))) {
         struct pool_job *j = p->head;
         /* First come, first served: the oldest job waits for memory to come
          * free rather than being overtaken by smaller ones. */
@@ -113,6 +133,7 @@ void dispatch(struct pool *p)
         j->dispatched_ns = uv_hrtime();
         s->job = j;
         s->state = SLOT_BUSY;
+        s->served = true;
         /* A retried job needs its frame again: send a copy, keep the original. */
         char *copy = malloc(j->frame_len);
         if (!copy) {

@@ -1,8 +1,9 @@
 /* The wait queue: a bounded FIFO of jobs with a wait deadline, and dispatch,
- * which hands the oldest job to the worker idle the longest. Owns the job
- * list (struct pool's head/tail/queued) and the sweep timer. Implements
- * pool_submit and pool_cancel (server/pool.h); the channels (channel.c) and
- * the shutdown (pool.c) call the rest. Runs in the acceptor, on its loop. */
+ * which hands the oldest job to an idle worker (in queue.c, pick_worker says
+ * which). Owns the job list (struct pool's head/tail/queued) and the sweep
+ * timer. Implements pool_submit and pool_cancel (server/pool.h); the channels
+ * (channel.c) and the shutdown (pool.c) call the rest. Runs in the acceptor,
+ * on its loop. */
 #ifndef PYEXEC_QUEUE_H
 #define PYEXEC_QUEUE_H
 

@@ -162,8 +162,8 @@ int selftest_start(struct pool *p, unsigned workers, const char *forbidden_dir, 
                             strlen(input), &jobs[i].job.frame_len);
     }
     free(input);
-    /* Submitted together, one lands on each idle worker (the idle the
-     * longest first: a worker that has answered one goes to the back). */
+    /* One lands on each worker: dispatch prefers a worker that has not
+     * served yet (queue.c), also when the budget queues some of them. */
     submit_more(t);
     finish_if_done(t);
     return 0;

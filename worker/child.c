@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -256,6 +257,24 @@ void child_close_fds(struct child *c)
     }
 }
 
+/* The kernel's OOM kill count, read again only when the last read is a
+ * second old: /proc/vmstat is some 180 counters the kernel formats on every
+ * read, tens of microseconds per request for a number that rarely moves, and
+ * a spare may wait far longer than a second for its request anyway. */
+static int64_t oom_kills_recent(void)
+{
+    static int64_t kills = -1;
+    static uint64_t read_at_ms;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (kills < 0 || now_ms - read_at_ms >= 1000) {
+        kills = priority_oom_kills();
+        read_at_ms = now_ms;
+    }
+    return kills;
+}
+
 int child_spawn(const struct child_params *p, struct child *c)
 {
     /* pipes[i][0] read end, [1] write end; the child gets req's read end and
@@ -271,7 +290,7 @@ int child_spawn(const struct child_params *p, struct child *c)
         }
     }
 
-    c->oom_kills = priority_oom_kills();
+    c->oom_kills = oom_kills_recent();
     pid_t worker = getpid();
     pid_t pid = singlefork();
     if (pid < 0) {

@@ -32,7 +32,7 @@ struct child {
     int out_fd; /* read ends of the child's fds 1 and 2 (non-blocking) */
     int err_fd;
     int res_fd;        /* read end of the child's fd 3: READY, then RESULT (non-blocking) */
-    int64_t oom_kills; /* the kernel's OOM kill count when it was forked (-1: not shown) */
+    int64_t oom_kills; /* the kernel's OOM kill count at its fork, <= 1 s old (-1: not shown) */
     char tmpdir[TMPDIR_PATH_MAX];
 };
 

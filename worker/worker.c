@@ -78,6 +78,15 @@ static void spawn_spare(struct worker *w)
         fprintf(stderr, "pyexecd: worker %d: cannot fork a child: %s\n", getpid(), strerror(-r));
 }
 
+/* Between requests: fork the next child and tell the acceptor (IPC_SPARE),
+ * which sends its next request to the worker whose spare came last. 0, or
+ * -errno when the channel is gone. */
+static int prepare_next(struct worker *w)
+{
+    spawn_spare(w);
+    return w->have_spare ? ipc_write(w->chan, IPC_SPARE, NULL, 0) : 0;
+}
+
 /* The child answered; kill it (its threads may linger) and reap it later. */
 static void retire(struct worker *w, struct child *c, const struct run *run)
 {
@@ -340,9 +349,9 @@ _Noreturn void worker_main(const struct worker_args *a)
         _exit(1);
     }
     forkheap_settle(); /* after set-up's own allocations, before any fork */
-    spawn_spare(&w);
+    r = prepare_next(&w);
 
-    for (;;) {
+    while (!r) {
         struct ipc_hdr hdr;
         char *frame;
         if (wait_for_frame(&w))
@@ -357,12 +366,11 @@ _Noreturn void worker_main(const struct worker_args *a)
             /* The next spare is forked only now: after the reply, so the fork
              * (about a millisecond of page-table copying) is never on this
              * request's path, and after every buffer and stack frame of this
-             * request was wiped, so the new child inherits none of it. The
-             * acceptor sends its next request to the worker idle the longest,
-             * which has long finished its own fork. */
+             * request was wiped, so the new child inherits none of it. Until
+             * IPC_SPARE says it is done, the acceptor prefers other workers. */
             explicit_bzero(&hdr, sizeof(hdr));
             wipe_stack();
-            spawn_spare(&w);
+            r = prepare_next(&w);
         } else {
             ipc_free(frame, hdr.len); /* a CANCEL for a request already answered */
         }

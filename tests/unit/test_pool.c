@@ -1,6 +1,7 @@
 /* server/pool.c against a misbehaving template and workers (fake_template.c):
  * a malformed reply is answered 500, never left hanging; workers that fail
- * during set-up are restarted with a growing delay, not in a tight loop. */
+ * during set-up are restarted with a growing delay, not in a tight loop; jobs
+ * go to the workers whose next child is ready, the most recent first. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -127,6 +128,73 @@ static void test_setup_failure_backs_off(void **state)
     finish(&h);
 }
 
+/* Jobs one after another, each submitted when the last is answered, to
+ * workers that fork their next child at once ("echo"). */
+struct sequence {
+    struct harness h;
+    long pids[12];
+    unsigned done;
+};
+
+static void on_sequence_done(struct pool_job *job, int status, const char *type, const char *body,
+                             size_t len)
+{
+    struct sequence *q = (struct sequence *)((char *)job - offsetof(struct sequence, h.job));
+    (void)type;
+    assert_int_equal(status, 200);
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%.*s", (int)(len < 15 ? len : 15), body);
+    q->pids[q->done++] = atol(pid);
+    if (q->done == sizeof(q->pids) / sizeof(*q->pids)) {
+        uv_stop(&q->h.loop);
+        return;
+    }
+    job->frame = ipc_request_new(1000, 100, "x", 1, NULL, 0, &job->frame_len);
+    assert_int_equal(pool_submit(q->h.pool, job), 0);
+}
+
+static void on_sequence_ready(void *data)
+{
+    struct sequence *q = data;
+    q->h.job.frame = ipc_request_new(1000, 100, "x", 1, NULL, 0, &q->h.job.frame_len);
+    q->h.job.done = on_sequence_done;
+    assert_int_equal(pool_submit(q->h.pool, &q->h.job), 0);
+    q->h.submitted = true;
+}
+
+static unsigned distinct(const long *pids, unsigned n)
+{
+    unsigned count = 0;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned j = 0;
+        while (j < i && pids[j] != pids[i])
+            j++;
+        count += j == i;
+    }
+    return count;
+}
+
+/* Dispatch: every worker serves once before any serves twice (the
+ * self-test's probes reach them all); after that, at one job at a time, the
+ * two workers whose spares came last take turns and the rest stay idle. A
+ * worker whose next child is not forked yet is passed over: never the same
+ * worker twice in a row. */
+static void test_dispatch_prefers_warm_workers(void **state)
+{
+    (void)state;
+    struct sequence q;
+    start(&q.h, "echo", 4, 10000);
+    q.done = 0;
+    pool_set_callbacks(q.h.pool, on_sequence_ready, on_fatal, &q);
+    uv_run(&q.h.loop, UV_RUN_DEFAULT);
+    assert_false(q.h.timed_out);
+    assert_int_equal(distinct(q.pids, 4), 4);
+    assert_int_equal(distinct(q.pids + 4, 8), 2);
+    for (unsigned i = 1; i < 12; i++)
+        assert_true(q.pids[i] != q.pids[i - 1]);
+    finish(&q.h);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -138,6 +206,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malformed_reply_answered),
         cmocka_unit_test(test_setup_failure_backs_off),
+        cmocka_unit_test(test_dispatch_prefers_warm_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
