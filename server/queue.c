@@ -75,25 +75,22 @@ static void on_sweep(uv_timer_t *t)
 }
 
 /* Which idle worker takes the next job:
- *  - one whose next child is forked (IPC_SPARE) before one still forking:
- *    the job starts at once;
- *  - among those, one that has not served yet: the self-test's probes, and
- *    a replaced worker's first job, reach every worker even when the memory
- *    budget runs fewer scripts at once than there are workers;
- *  - then the one whose spare came last: its memory and page tables are the
- *    likeliest still in the CPU's caches, so at low load a few workers take
- *    turns and the rest stay cold, costing nothing (at high load all serve);
+ *  - one that has not served since it started: the self-test's probes reach
+ *    every worker even when the memory budget runs fewer scripts at once
+ *    than there are workers, and a replaced worker is tried at once;
+ *  - then one whose next child is forked (IPC_SPARE): the job starts at once;
+ *  - among those, the one whose spare came last: its memory and page tables
+ *    are the likeliest still in the CPU's caches, so at low load two or three
+ *    workers take turns and the rest stay cold (at high load all serve);
  *  - with no spare ready, the one idle the longest: nearest the end of its
  *    fork. */
 static bool better(const struct pool_slot *a, const struct pool_slot *b)
 {
-    if (a->spare != b->spare)
-        return a->spare;
-    if (!a->spare)
-        return a->idle_since < b->idle_since;
     if (a->served != b->served)
         return !a->served;
-    return a->spare_since > b->spare_since;
+    if (a->spare != b->spare)
+        return a->spare;
+    return a->spare ? a->spare_since > b->spare_since : a->idle_since < b->idle_since;
 }
 
 static struct pool_slot *pick_worker(struct pool *p)
