@@ -1,10 +1,11 @@
 /* What is left of finished requests in a worker: children killed once their
  * reply is out (their threads may linger), reaped later, off the request
  * path, and their temp dirs. A temp dir that is a tmpfs of its own is
- * unmounted at once; a plain directory is removed once its child is reaped,
- * by a process of its own (thousands of files take a disk seconds to delete,
- * and the next request must not wait for that). Owns both lists. Called by
- * worker.c. Runs in the worker. */
+ * unmounted at once; a plain directory is removed once its child is reaped:
+ * by the worker when it holds a few entries, else by a process of its own
+ * (thousands of files take a disk seconds to delete, and the next request
+ * must not wait for that). Owns both lists. Called by worker.c. Runs in the
+ * worker. */
 #ifndef PYEXEC_DYING_H
 #define PYEXEC_DYING_H
 

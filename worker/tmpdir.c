@@ -217,12 +217,18 @@ long long tmpdir_usage(const char *path, long long limit)
 }
 
 struct removal {
-    int err; /* the first entry that could not be removed */
+    int err;      /* the first entry that could not be removed */
+    long budget;  /* entries still to look at; < 0: no bound */
+    bool too_big; /* the budget ran out */
 };
 
 static int remove_entry(int dfd, const char *name, unsigned char type, void *ctx)
 {
     struct removal *rm = ctx;
+    if (rm->budget >= 0 && rm->budget-- == 0) {
+        rm->too_big = true;
+        return WALK_STOP;
+    }
     if (type != DT_DIR && (!unlinkat(dfd, name, 0) || errno == ENOENT))
         return WALK_NEXT;
     if (!unlinkat(dfd, name, AT_REMOVEDIR) || errno == ENOENT)
@@ -250,7 +256,9 @@ static bool is_mount(const char *path)
            (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
 }
 
-int tmpdir_remove(const char *path)
+/* tmpdir_remove, looking at no more than budget entries (< 0: any number):
+ * -E2BIG when there were more. */
+static int remove_tree(const char *path, long budget)
 {
     /* Its own tmpfs: detached now, freed by the kernel once no dying child
      * holds it any more. */
@@ -271,12 +279,25 @@ int tmpdir_remove(const char *path)
             return fd == -ENOENT ? 0 : fd;
         if (geteuid() != 0)
             fchmod(fd, S_IRWXU);
-        struct removal rm = {0};
+        struct removal rm = {.budget = budget};
         r = walk_tree(fd, remove_entry, true, &rm);
+        if (rm.too_big)
+            return -E2BIG;
+        budget = budget < 0 ? budget : rm.budget;
         if (!r)
             r = rm.err;
     }
     if (!rmdir(path) || errno == ENOENT)
         return 0;
     return r ? r : -errno;
+}
+
+int tmpdir_remove(const char *path)
+{
+    return remove_tree(path, -1);
+}
+
+int tmpdir_remove_small(const char *path, long max_entries)
+{
+    return remove_tree(path, max_entries);
 }

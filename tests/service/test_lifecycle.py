@@ -252,8 +252,8 @@ def test_temp_dirs_removed_after_requests(server):
     for _ in range(4):
         assert server.execute("def main():\n    open('junk', 'w').write('x' * 1000)\n    return 1")[0] == 200
     def only_an_empty_dir(w):
-        # The waiting spare's, untouched. Removal runs in a process of its own
-        # after the reap, so a served child's dir may still be there a moment.
+        # The waiting spare's, untouched. Removal comes after the reap, so a
+        # served child's dir may still be there a moment.
         dirs = temp_dirs(w)
         try:
             return len(dirs) == 1 and os.listdir(dirs[0]) == []

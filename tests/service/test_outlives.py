@@ -216,7 +216,7 @@ def next_request_is_unhurt(s):
     status, data = s.execute(CLEAN, input=TMP_KB)
     assert (status, data.get("result")) == (200, []), data
     # and soon nothing of either request is left beside the spare's empty dir
-    # (without a tmpfs, a process of the worker's removes them meanwhile)
+    # (without a tmpfs, a big tree is removed by a process of the worker's)
     deadline = time.monotonic() + 60
     while True:
         left = scratch_entries(s)

@@ -172,6 +172,35 @@ static void test_deep_and_wide(void **state)
     files_out_free(&o);
 }
 
+/* A temp dir the worker removes itself only while it is small: the usual
+ * one goes at once; one of more entries than the bound comes back -E2BIG,
+ * for a process of its own to finish, and nothing outside it is touched. */
+static void test_remove_small_is_bounded(void **state)
+{
+    (void)state;
+    char small[TMPDIR_PATH_MAX], big[TMPDIR_PATH_MAX], rel[600];
+    assert_int_equal(tmpdir_create(small, base, (uid_t)-1, (gid_t)-1, 0), 0);
+    snprintf(rel, sizeof(rel), "%s/out", small);
+    assert_int_equal(mkdir(rel, 0755), 0);
+    snprintf(rel, sizeof(rel), "%s/out/chart.png", small);
+    FILE *f = fopen(rel, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(tmpdir_remove_small(small, 64), 0);
+    assert_int_equal(access(small, F_OK), -1);
+
+    assert_int_equal(tmpdir_create(big, base, (uid_t)-1, (gid_t)-1, 0), 0);
+    for (int i = 0; i < 100; i++) {
+        snprintf(rel, sizeof(rel), "%s/%03d", big, i);
+        assert_int_equal(mkdir(rel, 0755), 0);
+    }
+    assert_int_equal(tmpdir_remove_small(big, 64), -E2BIG);
+    assert_int_equal(access(big, F_OK), 0);
+    assert_int_equal(access(dir, F_OK), 0); /* the test's other temp dir */
+    assert_int_equal(tmpdir_remove(big), 0);
+    assert_int_equal(access(big, F_OK), -1);
+}
+
 /* The worker measures a temp dir while the script works in it: a directory
  * the script removes (shutil.rmtree, TemporaryDirectory) while the walk is
  * inside it reads as ENOENT, and it holds nothing (rmdir needs it empty), so
@@ -311,6 +340,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cap_leaves_out_what_does_not_fit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_and_wide, setup, teardown),
         cmocka_unit_test_setup_teardown(test_removed_directory_measures_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_small_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_not_utf8_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_owners_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_inputs, setup, teardown),
