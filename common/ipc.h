@@ -17,9 +17,9 @@
  *                                        input; JSON text is never empty)
  * IPC_CANCEL   acceptor -> worker        empty: the client left, kill the child
  * IPC_REPLY    worker -> acceptor        struct ipc_reply, type bytes, HTTP body (JSON)
- * IPC_SPARE    worker -> acceptor        empty: the next child is forked, a request sent
- *                                        now starts at once (after READY and each REPLY
- *                                        whose fork succeeded)
+ * IPC_SPARE    worker -> acceptor        empty: the next child is forked and said READY, a
+ *                                        request sent now starts at once (after READY and
+ *                                        each REPLY whose next child came up)
  * IPC_START    child -> worker           empty: request read, the script runs now;
  *                                        non-empty: why its set-up failed (it then exits)
  * IPC_RESULT   child -> worker           outcome JSON (embed_run's); believed only as the

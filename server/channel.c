@@ -114,7 +114,7 @@ static void on_ready(struct pool_slot *s, const char *payload, size_t len)
     }
     s->state = SLOT_IDLE;
     s->idle_since = uv_hrtime();
-    s->spare = s->served = false;
+    s->spare = s->served = s->failed = false;
     s->failures = 0;
     fprintf(stderr, "pyexecd: worker %u ready (pid %lld)\n", s->index,
             (long long)json_integer_value(json_object_get(o, "pid")));
@@ -144,6 +144,7 @@ static void on_reply(struct pool_slot *s, const char *payload, size_t len)
     s->state = SLOT_IDLE;
     s->idle_since = uv_hrtime();
     s->spare = false; /* the child that answered was the spare */
+    s->failed = r.status >= 500;
     if (s->pool->fork_time_cb && r.fork_us)
         s->pool->fork_time_cb(r.fork_us / 1e6);
     if (j) {
@@ -159,12 +160,15 @@ static void on_reply(struct pool_slot *s, const char *payload, size_t len)
     dispatch(s->pool);
 }
 
-/* The worker forked its next child. It may already hold its next request
- * (sent while it forked), which that child serves: nothing to dispatch. */
+/* The worker's next child is ready. The worker may already hold its next
+ * request (sent while it forked), which that child serves: nothing to
+ * dispatch. After a failed reply it ranks last among the ready: at low load
+ * the worker that answered last would otherwise take every request, and a
+ * broken one would fail them all. */
 static void on_spare(struct pool_slot *s)
 {
     s->spare = true;
-    s->spare_since = uv_hrtime();
+    s->spare_since = s->failed ? 0 : uv_hrtime();
 }
 
 static void on_chan_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)

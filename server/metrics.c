@@ -128,7 +128,8 @@ char *metrics_render(const struct pool_stats *pool, unsigned connections, size_t
     gauge(f, "pyexec_workers_ready", "gauge", "Workers warm and serving", pool->ready);
     gauge(f, "pyexec_workers_busy", "gauge", "Workers running a script", pool->busy);
     gauge(f, "pyexec_spare_children", "gauge",
-          "Children forked ahead and waiting for a request (one per ready worker)", pool->ready);
+          "Children forked ahead, set up and waiting for a request on an idle worker",
+          pool->spares);
     gauge(f, "pyexec_queue_depth", "gauge", "Requests waiting for a worker", pool->queued);
     gauge(f, "pyexec_worker_respawns_total", "counter", "Workers replaced after dying",
           (double)pool->respawns);

@@ -113,6 +113,7 @@ void pool_get_stats(const struct pool *p, struct pool_stats *st)
     for (unsigned i = 0; i < p->nslots; i++) {
         st->ready += p->slots[i].state == SLOT_IDLE || p->slots[i].state == SLOT_BUSY;
         st->busy += p->slots[i].state == SLOT_BUSY;
+        st->spares += p->slots[i].state == SLOT_IDLE && p->slots[i].spare;
         st->failing += p->slots[i].failures > 0;
     }
     if (p->budget) {

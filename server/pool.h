@@ -36,6 +36,7 @@ struct pool_job {
 
 struct pool_stats {
     unsigned workers, ready, busy, queued;
+    unsigned spares;  /* idle workers whose next child is ready (IPC_SPARE) */
     unsigned failing; /* workers whose set-up failed last time, waiting to retry */
     uint64_t respawns;
     /* server/budget.h's limit_mb, budget_mb, reserved_mb; 0 without a budget */

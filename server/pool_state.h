@@ -27,9 +27,10 @@ struct pool_slot {
     bool chan_open;
     struct pool_job *job; /* BUSY: the job it serves, NULL if cancelled */
     uint64_t idle_since;  /* uv_hrtime() when it last became idle */
-    bool spare;           /* its next child is forked (IPC_SPARE since its last REPLY) */
+    bool spare;           /* its next child is ready (IPC_SPARE since its last REPLY) */
     bool served;          /* it has been sent a request since its READY */
-    uint64_t spare_since; /* uv_hrtime() of that IPC_SPARE */
+    bool failed;          /* its last reply was a 5xx: the service's failure, not the script's */
+    uint64_t spare_since; /* uv_hrtime() of that IPC_SPARE; 0 after a failed reply */
     char *buf;            /* bytes read, not yet a whole frame */
     size_t len, alloc;
     uint64_t reserved_mb; /* BUSY: what its script holds of the memory budget */

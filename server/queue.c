@@ -78,10 +78,11 @@ static void on_sweep(uv_timer_t *t)
  *  - one that has not served since it started: the self-test's probes reach
  *    every worker even when the memory budget runs fewer scripts at once
  *    than there are workers, and a replaced worker is tried at once;
- *  - then one whose next child is forked (IPC_SPARE): the job starts at once;
+ *  - then one whose next child is ready (IPC_SPARE): the job starts at once;
  *  - among those, the one whose spare came last: its memory and page tables
- *    are the likeliest still in the CPU's caches, so at low load two or three
- *    workers take turns and the rest stay cold (at high load all serve);
+ *    are the likeliest still in the CPU's caches, so at low load few workers
+ *    take turns and the rest stay cold (at high load all serve); after a
+ *    failed reply a worker's spare counts as the oldest (channel.c);
  *  - with no spare ready, the one idle the longest: nearest the end of its
  *    fork. */
 static bool better(const struct pool_slot *a, const struct pool_slot *b)

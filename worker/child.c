@@ -257,20 +257,18 @@ void child_close_fds(struct child *c)
     }
 }
 
-/* The kernel's OOM kill count, read again only when the last read is a
- * second old: /proc/vmstat is some 180 counters the kernel formats on every
- * read, tens of microseconds per request for a number that rarely moves, and
- * a spare may wait far longer than a second for its request anyway. */
-static int64_t oom_kills_recent(void)
+int64_t child_oom_kills(bool fresh)
 {
-    static int64_t kills = -1;
+    static bool known;
+    static int64_t kills;
     static uint64_t read_at_ms;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    if (kills < 0 || now_ms - read_at_ms >= 1000) {
+    if (fresh || !known || now_ms - read_at_ms >= 1000) {
         kills = priority_oom_kills();
         read_at_ms = now_ms;
+        known = true;
     }
     return kills;
 }
@@ -290,7 +288,7 @@ int child_spawn(const struct child_params *p, struct child *c)
         }
     }
 
-    c->oom_kills = oom_kills_recent();
+    c->oom_kills = child_oom_kills(false);
     pid_t worker = getpid();
     pid_t pid = singlefork();
     if (pid < 0) {
@@ -311,6 +309,7 @@ int child_spawn(const struct child_params *p, struct child *c)
     c->out_fd = pipes[1][0];
     c->err_fd = pipes[2][0];
     c->res_fd = pipes[3][0];
+    c->ready = false;
     for (int i = 1; i < 4; i++)
         fcntl(pipes[i][0], F_SETFL, O_NONBLOCK);
     return 0;

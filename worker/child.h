@@ -33,8 +33,16 @@ struct child {
     int err_fd;
     int res_fd;        /* read end of the child's fd 3: READY, then RESULT (non-blocking) */
     int64_t oom_kills; /* the kernel's OOM kill count at its fork, <= 1 s old (-1: not shown) */
+    bool ready;        /* its READY came: set-up done (supervise_ready) */
     char tmpdir[TMPDIR_PATH_MAX];
 };
+
+/* The kernel's OOM kill count (priority_oom_kills; -1: not shown), read
+ * again when fresh or when the last read is a second old: /proc/vmstat is
+ * some 180 counters the kernel formats on every read, tens of microseconds a
+ * request for a number that rarely moves, and a spare may wait far longer
+ * than a second for its request anyway. Runs in the worker. */
+int64_t child_oom_kills(bool fresh);
 
 /* Fork a child that prepares itself and waits for its request. Returns 0 or
  * -errno; on failure nothing is left behind. */

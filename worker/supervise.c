@@ -427,18 +427,26 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
         drain(c->err_fd, &run->err);
 }
 
-void supervise_run(struct child *c, const char *request, size_t request_len,
-                   const struct supervise_params *sp, struct run *run)
+int supervise_ready(struct child *c, struct run *run)
 {
     memset(run, 0, sizeof(*run));
-    run->out.cap = sp->output_cap;
-    run->err.cap = sp->output_cap;
-
     if (wait_ready(c, run)) {
         run->end = RUN_SETUP_FAILED;
         kill_and_reap(c, run);
-        return;
+        return -1;
     }
+    c->ready = true;
+    return 0;
+}
+
+void supervise_run(struct child *c, const char *request, size_t request_len,
+                   const struct supervise_params *sp, struct run *run)
+{
+    if (!c->ready && supervise_ready(c, run))
+        return;
+    memset(run, 0, sizeof(*run));
+    run->out.cap = sp->output_cap;
+    run->err.cap = sp->output_cap;
     double start = now_ms();
     struct iovec part = {.iov_base = (void *)request, .iov_len = request_len};
     /* The child is blocked reading fd 0, so this write completes. */

@@ -61,6 +61,14 @@ struct supervise_params {
     long long disk_cap;
 };
 
+/* Wait for child c's READY: its set-up done, confined, waiting for its
+ * request (c->ready). Returns 0, or -1 with run filled as supervise_run
+ * fills it for a set-up failure (RUN_SETUP_FAILED, the child killed and
+ * reaped). The worker calls it right after forking a spare, before it tells
+ * the acceptor the spare is ready; supervise_run calls it when that did not
+ * happen. */
+int supervise_ready(struct child *c, struct run *run);
+
 /* Run the request frame payload (struct ipc_request + data) in child c.
  * Fills *run; free its buffers with run_free. The child is dead or dying in
  * every outcome: reaped (killed first unless it exited by itself), or, when

@@ -22,7 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/priority.h"
 #include "seccomp/confine.h"
 #include "seccomp/namespaces.h"
 #include "seccomp/privdrop.h"
@@ -78,15 +77,6 @@ static void spawn_spare(struct worker *w)
         fprintf(stderr, "pyexecd: worker %d: cannot fork a child: %s\n", getpid(), strerror(-r));
 }
 
-/* Between requests: fork the next child and tell the acceptor (IPC_SPARE),
- * which sends its next request to the worker whose spare came last. 0, or
- * -errno when the channel is gone. */
-static int prepare_next(struct worker *w)
-{
-    spawn_spare(w);
-    return w->have_spare ? ipc_write(w->chan, IPC_SPARE, NULL, 0) : 0;
-}
-
 /* The child answered; kill it (its threads may linger) and reap it later. */
 static void retire(struct worker *w, struct child *c, const struct run *run)
 {
@@ -97,6 +87,27 @@ static void retire(struct worker *w, struct child *c, const struct run *run)
     }
     kill(c->pid, SIGKILL);
     dying_add(&w->dying, c);
+}
+
+/* Between requests: fork the next child, wait for it to be ready, and tell
+ * the acceptor (IPC_SPARE), which sends its next request to the worker whose
+ * spare came last. A spare that fails its set-up is not announced: the
+ * acceptor then prefers the other workers, and the next request forks again.
+ * 0, or -errno when the channel is gone. */
+static int prepare_next(struct worker *w)
+{
+    spawn_spare(w);
+    if (!w->have_spare)
+        return 0;
+    struct run run;
+    if (supervise_ready(&w->spare, &run)) {
+        fprintf(stderr, "pyexecd: worker %d: %s\n", getpid(), run.setup_error);
+        retire(w, &w->spare, &run);
+        run_free(&run);
+        w->have_spare = false;
+        return 0;
+    }
+    return ipc_write(w->chan, IPC_SPARE, NULL, 0);
 }
 
 static int send_reply(struct worker *w, const struct reply *rep)
@@ -135,7 +146,7 @@ static void note_oom_kill(const struct child *c, struct run *run)
     if (run->end != RUN_DIED || !WIFSIGNALED(run->wait_status) ||
         WTERMSIG(run->wait_status) != SIGKILL || c->oom_kills < 0)
         return;
-    run->oom_killed = priority_oom_kills() > c->oom_kills;
+    run->oom_killed = child_oom_kills(true) > c->oom_kills;
 }
 
 /* Run one request frame (consumed: wiped and freed) and send its reply. Never

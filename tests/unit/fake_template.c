@@ -7,7 +7,10 @@
  *   exit       each worker exits at once, as one whose set-up failed
  *   echo       each worker says READY and SPARE, then answers every request
  *              200 with its pid as the body, its next SPARE in the same write
- *              (so the pool reads both at once, as from a worker that forks fast)
+ *              (the pool reads both at once: a spare ready when the answer is)
+ *   late       the same, but SPARE comes 2 ms after the answer, in a write of
+ *              its own (a worker still forking when the next job comes)
+ *   fail0      as echo, but the worker of slot 0 answers 500 internal
  * No Python: the pool only sees frames. */
 #include <errno.h>
 #include <signal.h>
@@ -21,24 +24,26 @@
 
 #include "common/ipc.h"
 
-/* An IPC_REPLY of 200 with this process's pid as the body, and an IPC_SPARE,
- * in one write. */
-static int echo_reply(int chan)
+/* An IPC_REPLY of status with this process's pid as the body, and, when
+ * spare, an IPC_SPARE in the same write. */
+static int echo_reply(int chan, uint32_t status, bool spare)
 {
     char body[16], buf[128];
     int n = snprintf(body, sizeof(body), "%d", getpid());
-    struct ipc_reply r = {.status = 200, .type_len = 2};
-    struct ipc_hdr reply = {IPC_REPLY, sizeof(r) + 2 + n}, spare = {IPC_SPARE, 0};
+    const char *type = status == 200 ? "ok" : "internal";
+    struct ipc_reply r = {.status = status, .type_len = strlen(type)};
+    struct ipc_hdr reply = {IPC_REPLY, sizeof(r) + r.type_len + n}, next = {IPC_SPARE, 0};
     size_t len = 0;
     memcpy(buf + len, &reply, sizeof(reply)), len += sizeof(reply);
     memcpy(buf + len, &r, sizeof(r)), len += sizeof(r);
-    memcpy(buf + len, "ok", 2), len += 2;
+    memcpy(buf + len, type, r.type_len), len += r.type_len;
     memcpy(buf + len, body, n), len += n;
-    memcpy(buf + len, &spare, sizeof(spare)), len += sizeof(spare);
+    if (spare)
+        memcpy(buf + len, &next, sizeof(next)), len += sizeof(next);
     return write(chan, buf, len) == (ssize_t)len ? 0 : -1;
 }
 
-static void worker(const char *mode, int chan)
+static void worker(const char *mode, uint32_t slot, int chan)
 {
     if (!strcmp(mode, "exit"))
         _exit(1);
@@ -47,7 +52,8 @@ static void worker(const char *mode, int chan)
     struct iovec part = {ready, n};
     if (ipc_write(chan, IPC_READY, &part, 1))
         _exit(1);
-    bool echo = !strcmp(mode, "echo");
+    bool late = !strcmp(mode, "late"), fail = !strcmp(mode, "fail0") && slot == 0;
+    bool echo = late || fail || !strcmp(mode, "echo") || !strcmp(mode, "fail0");
     if (echo && ipc_write(chan, IPC_SPARE, NULL, 0))
         _exit(1);
     for (;;) {
@@ -59,7 +65,9 @@ static void worker(const char *mode, int chan)
         if (hdr.kind != IPC_REQUEST)
             continue;
         if (echo) {
-            if (echo_reply(chan))
+            if (echo_reply(chan, fail ? 500 : 200, !late))
+                _exit(0);
+            if (late && (usleep(2000) || ipc_write(chan, IPC_SPARE, NULL, 0)))
                 _exit(0);
             continue;
         }
@@ -88,7 +96,7 @@ int main(int argc, char **argv)
         pid_t pid = fork();
         if (pid == 0) {
             close(3);
-            worker(mode, chan);
+            worker(mode, slot, chan);
         }
         close(chan);
     }

@@ -128,11 +128,12 @@ static void test_setup_failure_backs_off(void **state)
     finish(&h);
 }
 
-/* Jobs one after another, each submitted when the last is answered, to
- * workers that fork their next child at once ("echo"). */
+/* Jobs one after another, each submitted when the last is answered: which
+ * worker (its pid, the fake's answer) took each, and its status. */
 struct sequence {
     struct harness h;
     long pids[12];
+    int status[12];
     unsigned done;
 };
 
@@ -141,9 +142,9 @@ static void on_sequence_done(struct pool_job *job, int status, const char *type,
 {
     struct sequence *q = (struct sequence *)((char *)job - offsetof(struct sequence, h.job));
     (void)type;
-    assert_int_equal(status, 200);
     char pid[16];
     snprintf(pid, sizeof(pid), "%.*s", (int)(len < 15 ? len : 15), body);
+    q->status[q->done] = status;
     q->pids[q->done++] = atol(pid);
     if (q->done == sizeof(q->pids) / sizeof(*q->pids)) {
         uv_stop(&q->h.loop);
@@ -162,6 +163,17 @@ static void on_sequence_ready(void *data)
     q->h.submitted = true;
 }
 
+/* 12 jobs in sequence to 4 workers of the fake's mode. */
+static void run_sequence(struct sequence *q, const char *mode)
+{
+    start(&q->h, mode, 4, 10000);
+    q->done = 0;
+    pool_set_callbacks(q->h.pool, on_sequence_ready, on_fatal, q);
+    uv_run(&q->h.loop, UV_RUN_DEFAULT);
+    assert_false(q->h.timed_out);
+    finish(&q->h);
+}
+
 static unsigned distinct(const long *pids, unsigned n)
 {
     unsigned count = 0;
@@ -174,25 +186,45 @@ static unsigned distinct(const long *pids, unsigned n)
     return count;
 }
 
-/* Dispatch: every worker serves once before any serves twice (the
- * self-test's probes reach them all); after that, at one job at a time, the
- * two workers whose spares came last take turns and the rest stay idle. A
- * worker whose next child is not forked yet is passed over: never the same
- * worker twice in a row. */
-static void test_dispatch_prefers_warm_workers(void **state)
+/* Every worker serves once before any serves twice (the self-test's probes
+ * reach them all). After that, with each worker's next child ready by the
+ * time its answer is read, the worker whose child came last takes the job:
+ * the two that served last take turns and the other two stay idle. */
+static void test_dispatch_prefers_the_latest_spare(void **state)
 {
     (void)state;
     struct sequence q;
-    start(&q.h, "echo", 4, 10000);
-    q.done = 0;
-    pool_set_callbacks(q.h.pool, on_sequence_ready, on_fatal, &q);
-    uv_run(&q.h.loop, UV_RUN_DEFAULT);
-    assert_false(q.h.timed_out);
+    run_sequence(&q, "echo");
     assert_int_equal(distinct(q.pids, 4), 4);
     assert_int_equal(distinct(q.pids + 4, 8), 2);
     for (unsigned i = 1; i < 12; i++)
         assert_true(q.pids[i] != q.pids[i - 1]);
-    finish(&q.h);
+}
+
+/* A worker still forking its next child when the next job comes is passed
+ * over for an idle one: never the same worker twice in a row. */
+static void test_dispatch_passes_over_a_worker_still_forking(void **state)
+{
+    (void)state;
+    struct sequence q;
+    run_sequence(&q, "late");
+    assert_int_equal(distinct(q.pids, 4), 4);
+    for (unsigned i = 1; i < 12; i++)
+        assert_true(q.pids[i] != q.pids[i - 1]);
+}
+
+/* A worker that answered 500 (the service's failure) ranks last among the
+ * ready: at one job at a time it is not sent another while others are
+ * ready, so one broken worker fails one request, not all of them. */
+static void test_a_failing_worker_ranks_last(void **state)
+{
+    (void)state;
+    struct sequence q;
+    run_sequence(&q, "fail0");
+    unsigned failed = 0;
+    for (unsigned i = 0; i < 12; i++)
+        failed += q.status[i] == 500;
+    assert_int_equal(failed, 1);
 }
 
 int main(int argc, char **argv)
@@ -206,7 +238,9 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malformed_reply_answered),
         cmocka_unit_test(test_setup_failure_backs_off),
-        cmocka_unit_test(test_dispatch_prefers_warm_workers),
+        cmocka_unit_test(test_dispatch_prefers_the_latest_spare),
+        cmocka_unit_test(test_dispatch_passes_over_a_worker_still_forking),
+        cmocka_unit_test(test_a_failing_worker_ranks_last),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
