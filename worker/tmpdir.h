@@ -41,9 +41,10 @@ long long tmpdir_usage(const char *path, long long limit);
  * it. Returns 0 (also when it is already gone) or -errno. */
 int tmpdir_remove(const char *path);
 
-/* tmpdir_remove for a tree of at most max_entries files and directories:
- * -E2BIG, with part of it removed, when it holds more (the caller then
- * removes the rest with tmpdir_remove, in a process of its own). */
+/* tmpdir_remove for a small tree: it looks at no more than max_entries
+ * entries (a directory counts again once emptied) and returns -E2BIG, with
+ * part of the tree removed, when there are more (the caller then removes the
+ * rest with tmpdir_remove, in a process of its own). */
 int tmpdir_remove_small(const char *path, long max_entries);
 
 #endif
