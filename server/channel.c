@@ -162,13 +162,11 @@ static void on_reply(struct pool_slot *s, const char *payload, size_t len)
 
 /* The worker's next child is ready. The worker may already hold its next
  * request (sent while it forked), which that child serves: nothing to
- * dispatch. After a failed reply it ranks last among the ready: at low load
- * the worker that answered last would otherwise take every request, and a
- * broken one would fail them all. */
+ * dispatch. */
 static void on_spare(struct pool_slot *s)
 {
     s->spare = true;
-    s->spare_since = s->failed ? 0 : uv_hrtime();
+    s->spare_since = uv_hrtime();
 }
 
 static void on_chan_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)

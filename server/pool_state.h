@@ -30,7 +30,7 @@ struct pool_slot {
     bool spare;           /* its next child is ready (IPC_SPARE since its last REPLY) */
     bool served;          /* it has been sent a request since its READY */
     bool failed;          /* its last reply was a 5xx: the service's failure, not the script's */
-    uint64_t spare_since; /* uv_hrtime() of that IPC_SPARE; 0 after a failed reply */
+    uint64_t spare_since; /* uv_hrtime() of that IPC_SPARE */
     char *buf;            /* bytes read, not yet a whole frame */
     size_t len, alloc;
     uint64_t reserved_mb; /* BUSY: what its script holds of the memory budget */

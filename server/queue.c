@@ -81,8 +81,10 @@ static void on_sweep(uv_timer_t *t)
  *  - then one whose next child is ready (IPC_SPARE): the job starts at once;
  *  - among those, the one whose spare came last: its memory and page tables
  *    are the likeliest still in the CPU's caches, so at low load few workers
- *    take turns and the rest stay cold (at high load all serve); after a
- *    failed reply a worker's spare counts as the oldest (channel.c);
+ *    take turns and the rest stay cold (at high load all serve); but one
+ *    whose last answer was a 5xx last: at low load the worker that answered
+ *    last would otherwise take every job, and a broken one would fail them
+ *    all;
  *  - with no spare ready, the one idle the longest: nearest the end of its
  *    fork. */
 static bool better(const struct pool_slot *a, const struct pool_slot *b)
@@ -91,7 +93,11 @@ static bool better(const struct pool_slot *a, const struct pool_slot *b)
         return !a->served;
     if (a->spare != b->spare)
         return a->spare;
-    return a->spare ? a->spare_since > b->spare_since : a->idle_since < b->idle_since;
+    if (!a->spare)
+        return a->idle_since < b->idle_since;
+    if (a->failed != b->failed)
+        return !a->failed;
+    return a->spare_since > b->spare_since;
 }
 
 static struct pool_slot *pick_worker(struct pool *p)

@@ -283,7 +283,7 @@ static int remove_tree(const char *path, long budget)
         r = walk_tree(fd, remove_entry, true, &rm);
         if (rm.too_big)
             return -E2BIG;
-        budget = budget < 0 ? budget : rm.budget;
+        budget = rm.budget; /* what is left for the next pass */
         if (!r)
             r = rm.err;
     }

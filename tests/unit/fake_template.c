@@ -52,8 +52,8 @@ static void worker(const char *mode, uint32_t slot, int chan)
     struct iovec part = {ready, n};
     if (ipc_write(chan, IPC_READY, &part, 1))
         _exit(1);
-    bool late = !strcmp(mode, "late"), fail = !strcmp(mode, "fail0") && slot == 0;
-    bool echo = late || fail || !strcmp(mode, "echo") || !strcmp(mode, "fail0");
+    bool late = !strcmp(mode, "late"), fail0 = !strcmp(mode, "fail0");
+    bool echo = late || fail0 || !strcmp(mode, "echo"), fail = fail0 && slot == 0;
     if (echo && ipc_write(chan, IPC_SPARE, NULL, 0))
         _exit(1);
     for (;;) {
