@@ -14,12 +14,17 @@
 /* X(field, flag, env, default, min, max, help)
  * Per-request fields (timeout_ms, memory_mb) may only lower the server's value:
  * the server's value is the cap. workers = 0 means "from CPUs and memory",
- * resolved in the acceptor by server/budget.c. */
+ * warm_workers = 0 "from CPUs", both resolved in the acceptor by server/budget.c. */
 #define CONFIG_INTS(X)                                                                             \
     X(port, "port", "PORT", 8080, 0, 65535, "TCP port to listen on (0: any free port)")            \
     X(workers, "workers", "PYEXEC_WORKERS", 0, 0, 256,                                             \
       "worker processes, each running one script at a time; 0 = 8 per CPU, fewer where memory is " \
       "short")                                                                                     \
+    X(warm_workers, "warm-workers", "PYEXEC_WARM_WORKERS", 0, 0, 256,                              \
+      "workers kept running while idle; the others stop after --worker-idle-ms without a request " \
+      "and start again when requests wait; 0 = one per CPU, at least 2 (at most --workers)")       \
+    X(worker_idle_ms, "worker-idle-ms", "PYEXEC_WORKER_IDLE_MS", 10000, 100, 86400000,             \
+      "how long a worker beyond --warm-workers stays idle before it stops")                        \
     X(queue, "queue", "PYEXEC_QUEUE", 64, 0, 100000,                                               \
       "requests that may wait for a worker; beyond it: 503")                                       \
     X(queue_timeout_ms, "queue-timeout-ms", "PYEXEC_QUEUE_TIMEOUT_MS", 10000, 1, 600000,           \

@@ -154,6 +154,11 @@ int budget_plan_for(struct config *cfg, struct budget *b, uint64_t limit_mb, lon
         n = n < by_floor ? n : by_floor;
         cfg->workers = n < 2 ? 2 : n > 256 ? 256 : n;
     }
+    if (cfg->warm_workers == 0)
+        cfg->warm_workers = cpus > 2 ? cpus : 2;
+    if (cfg->warm_workers > cfg->workers)
+        cfg->warm_workers = cfg->workers;
+    /* Sized for every worker running: a burst starts them all. */
     b->footprint_mb = BUDGET_BASE_MB + BUDGET_WORKER_MB * (uint64_t)cfg->workers;
     if (limit_mb < b->footprint_mb + b->tmp_mb + 16) {
         fprintf(log,

@@ -47,7 +47,9 @@ void slot_closed(uv_handle_t *h)
     struct pool *p = s->pool;
     /* The handle is free again: now the worker can be replaced, at once
      * unless it never got through its set-up. */
-    if (!p->stopping && p->template_up) {
+    if (s->state == SLOT_PARKED && !p->stopping) {
+        dispatch(p); /* jobs that waited while it parked may start it again */
+    } else if (s->state == SLOT_DOWN && !p->stopping && p->template_up) {
         if (s->failures) {
             unsigned shift = s->failures - 1 < 16 ? s->failures - 1 : 16;
             uint64_t ms = (uint64_t)BACKOFF_FIRST_MS << shift;
@@ -78,7 +80,9 @@ void slot_closed(uv_handle_t *h)
 static void slot_down(struct pool_slot *s)
 {
     struct pool *p = s->pool;
-    if (s->state == SLOT_DOWN)
+    if (s->state == SLOT_PARKING)
+        return pool_parked(s);
+    if (s->state == SLOT_DOWN || s->state == SLOT_PARKED)
         return;
     struct pool_job *j = s->job;
     s->job = NULL;
@@ -232,6 +236,7 @@ void slot_request_spawn(struct pool_slot *s)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
         fprintf(stderr, "pyexecd: no channel for worker %u: %s; retry in %.1f s\n", s->index,
                 strerror(errno), CHANNEL_RETRY_MS / 1000.0);
+        s->state = SLOT_DOWN; /* a parked one too: the retry is on_backoff_due's */
         uv_timer_start(&s->backoff, on_backoff_due, CHANNEL_RETRY_MS, 0);
         return;
     }

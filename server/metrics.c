@@ -135,6 +135,9 @@ char *metrics_render(const struct pool_stats *pool, unsigned connections, size_t
           (double)pool->respawns);
     gauge(f, "pyexec_workers_failing", "gauge",
           "Workers whose set-up failed, waiting to be tried again", pool->failing);
+    gauge(f, "pyexec_workers_parked", "gauge",
+          "Workers beyond --warm-workers stopped while idle, started again when requests wait",
+          pool->parked);
     gauge(f, "pyexec_memory_limit_bytes", "gauge",
           "Memory the service may use (its cgroup's limit, else the machine's)",
           (double)(pool->memory_limit_mb << 20));

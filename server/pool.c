@@ -11,7 +11,8 @@
  *                          ▼
  *   ACCEPTOR ◀──chan──▶  WORKER ×N (8 per CPU, as memory allows: budget.c; shares
  *                          │  the template's pages but its heap, which it moves
- *                          │  onto huge pages: forkheap.c)
+ *                          │  onto huge pages: forkheap.c; beyond --warm-workers,
+ *                          │  exits when idle and is started again on demand)
  *     chan: SOCK_STREAM socketpair, ipc.h frames:
  *       acceptor → worker  IPC_REQUEST (one at a time), IPC_CANCEL
  *       worker → acceptor  IPC_READY (once), IPC_REPLY (one per REQUEST),
@@ -36,10 +37,13 @@
  * and exits), then waits for the template.
  *
  * The acceptor's side is four files, all sharing struct pool (pool_state.h):
- *   pool.c          this drawing; start, stats, drain and shutdown
- *   queue.c         the wait queue and dispatch (to the worker whose spare came
- *                   last: its memory is still in the CPU caches), while the job's
- *                   memory limit fits the budget (budget.c)
+ *   pool.c          this drawing; start, stats, parking idle workers, drain
+ *                   and shutdown
+ *   queue.c         the wait queue and dispatch (short scripts one per CPU at a
+ *                   time, to the few workers that served last, the one whose spare
+ *                   came last first: its memory is still in the CPU caches), while
+ *                   the job's memory limit fits the budget (budget.c); starts
+ *                   parked workers when jobs wait
  *   channel.c       one channel per worker: spawn requests, frames, a worker's death
  *   template_ctl.c  the template's exec, restart and, at shutdown, its end
  * The other processes: worker/template.c, worker/worker.c (with supervise.c
@@ -58,6 +62,67 @@
 #include "server/template_ctl.h"
 
 #define TEMPLATE_EXIT_MS 3000
+
+/* --- workers beyond the warm ones --------------------------------------- */
+
+/* Why: each live process forked from the template is one more entry in the
+ * kernel's reverse maps of each of the template's ~220 private mappings, and
+ * every fork and exit of a child walks them: 16 idle workers with their spares
+ * cost each request about 0.4 ms of CPU more than 2 do (BENCHMARKS.md, "Idle
+ * workers"). So a worker beyond --warm-workers exits once it has been idle for
+ * --worker-idle-ms, and starts again, like a replaced worker (a few tens of
+ * ms), when jobs wait with no worker idle (queue.c, unpark). For workers to
+ * go idle that long under load, dispatch keeps the ones in use few while
+ * scripts are short (queue.c, queue_room and pick_worker). */
+
+static void on_park_sent(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status; /* the worker's EOF (or a failed channel) ends the parking */
+}
+
+/* Ask the worker to exit: it reads EOF on its channel, ends its spare and
+ * exits, and its EOF reaches pool_parked. */
+static void park(struct pool_slot *s, uint64_t now)
+{
+    fprintf(stderr, "pyexecd: worker %u stopped after %.1f s idle\n", s->index,
+            (now - s->idle_since) / 1e9);
+    s->state = SLOT_PARKING;
+    s->spare = false;
+    if (uv_shutdown(&s->park, (uv_stream_t *)&s->chan, on_park_sent))
+        pool_parked(s);
+}
+
+void pool_parked(struct pool_slot *s)
+{
+    s->state = SLOT_PARKED;
+    if (s->chan_open && !uv_is_closing((uv_handle_t *)&s->chan))
+        uv_close((uv_handle_t *)&s->chan, slot_closed); /* which dispatches: jobs may wait */
+}
+
+/* Park the workers idle longest, as long as more than the warm ones remain. */
+static void on_park_due(uv_timer_t *t)
+{
+    struct pool *p = t->data;
+    if (p->stopping || !p->ever_ready)
+        return;
+    uint64_t now = uv_hrtime(), idle_ns = (uint64_t)p->cfg->worker_idle_ms * 1000000;
+    unsigned live = 0;
+    for (unsigned i = 0; i < p->nslots; i++)
+        live += p->slots[i].state != SLOT_PARKING && p->slots[i].state != SLOT_PARKED;
+    for (; live > (unsigned)p->cfg->warm_workers; live--) {
+        struct pool_slot *oldest = NULL;
+        for (unsigned i = 0; i < p->nslots; i++) {
+            struct pool_slot *s = &p->slots[i];
+            if (s->state == SLOT_IDLE && now - s->idle_since >= idle_ns &&
+                (!oldest || s->idle_since < oldest->idle_since))
+                oldest = s;
+        }
+        if (!oldest)
+            break;
+        park(oldest, now);
+    }
+}
 
 /* --- start and stats ---------------------------------------------------- */
 
@@ -85,7 +150,9 @@ int pool_start(uv_loop_t *loop, const struct config *cfg, const char *exe, struc
     uv_timer_init(loop, &p->kill_timer);
     uv_timer_init(loop, &p->sweep_timer);
     uv_timer_init(loop, &p->stop_timer);
+    uv_timer_init(loop, &p->park_timer);
     p->restart_timer.data = p->kill_timer.data = p->sweep_timer.data = p->stop_timer.data = p;
+    p->park_timer.data = p;
     int r = template_name_scratch(p);
     if (!r)
         r = template_start(p);
@@ -94,6 +161,8 @@ int pool_start(uv_loop_t *loop, const struct config *cfg, const char *exe, struc
         free(p);
         return r;
     }
+    uint64_t every = cfg->worker_idle_ms / 4;
+    uv_timer_start(&p->park_timer, on_park_due, every, every);
     *out = p;
     return 0;
 }
@@ -101,7 +170,7 @@ int pool_start(uv_loop_t *loop, const struct config *cfg, const char *exe, struc
 bool pool_ready(const struct pool *p)
 {
     for (unsigned i = 0; i < p->nslots; i++)
-        if (p->slots[i].state != SLOT_IDLE && p->slots[i].state != SLOT_BUSY)
+        if (p->slots[i].state == SLOT_DOWN || p->slots[i].state == SLOT_STARTING)
             return false;
     return p->template_up;
 }
@@ -115,6 +184,7 @@ void pool_get_stats(const struct pool *p, struct pool_stats *st)
         st->busy += p->slots[i].state == SLOT_BUSY;
         st->spares += p->slots[i].state == SLOT_IDLE && p->slots[i].spare;
         st->failing += p->slots[i].failures > 0;
+        st->parked += p->slots[i].state == SLOT_PARKING || p->slots[i].state == SLOT_PARKED;
     }
     if (p->budget) {
         st->memory_limit_mb = p->budget->limit_mb;
@@ -169,6 +239,7 @@ static void pool_finish(struct pool *p)
     uv_close((uv_handle_t *)&p->restart_timer, NULL);
     uv_close((uv_handle_t *)&p->kill_timer, NULL);
     uv_close((uv_handle_t *)&p->stop_timer, NULL);
+    uv_close((uv_handle_t *)&p->park_timer, NULL);
     for (unsigned i = 0; i < p->nslots; i++)
         uv_close((uv_handle_t *)&p->slots[i].backoff, NULL);
     void (*cb)(void *) = p->stop_cb;

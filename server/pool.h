@@ -38,6 +38,7 @@ struct pool_stats {
     unsigned workers, ready, busy, queued;
     unsigned spares;  /* idle workers whose next child is ready (IPC_SPARE) */
     unsigned failing; /* workers whose set-up failed last time, waiting to retry */
+    unsigned parked;  /* workers stopped while idle, started again on demand */
     uint64_t respawns;
     /* server/budget.h's limit_mb, budget_mb, reserved_mb; 0 without a budget */
     uint64_t memory_limit_mb, memory_budget_mb, memory_reserved_mb;

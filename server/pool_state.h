@@ -16,7 +16,10 @@
 #include "server/budget.h"
 #include "server/pool.h"
 
-enum slot_state { SLOT_DOWN, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY };
+/* PARKING and PARKED: a worker beyond --warm-workers, idle too long, asked to
+ * exit (its channel shut for writing) and then gone; it is started again when
+ * jobs wait for a worker (pool.c). Unlike DOWN, nothing restarts it. */
+enum slot_state { SLOT_DOWN, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY, SLOT_PARKING, SLOT_PARKED };
 
 /* One worker as the acceptor sees it: the channel to it and its job. */
 struct pool_slot {
@@ -27,6 +30,7 @@ struct pool_slot {
     bool chan_open;
     struct pool_job *job; /* BUSY: the job it serves, NULL if cancelled */
     uint64_t idle_since;  /* uv_hrtime() when it last became idle */
+    uint64_t busy_since;  /* BUSY: uv_hrtime() when its job was sent */
     bool spare;           /* its next child is ready (IPC_SPARE since its last REPLY) */
     bool served;          /* it has been sent a request since its READY */
     bool failed;          /* its last reply was a 5xx: the service's failure, not the script's */
@@ -36,6 +40,7 @@ struct pool_slot {
     uint64_t reserved_mb; /* BUSY: what its script holds of the memory budget */
     unsigned failures;    /* set-up failures in a row (the worker died before READY) */
     uv_timer_t backoff;   /* channel.c: asks for a worker again after a failed set-up */
+    uv_shutdown_t park;   /* pool.c: PARKING's shutdown of the channel */
 };
 
 struct pool {
@@ -55,6 +60,7 @@ struct pool {
     uv_timer_t kill_timer;    /* template_ctl.c: end a template slow to exit at shutdown */
     uv_timer_t sweep_timer;   /* queue.c: answer requests that waited too long */
     uv_timer_t stop_timer;    /* pool.c: the drain deadline */
+    uv_timer_t park_timer;    /* pool.c: parks workers idle too long */
     struct pool_slot *slots;
     unsigned nslots;
     struct pool_job *head, *tail; /* the wait queue */
@@ -73,6 +79,9 @@ struct pool {
 /* pool.c: once stopping, called whenever a job ends; when nothing is queued
  * or running it brings the drain deadline forward to now. */
 void pool_check_drained(struct pool *p);
+
+/* pool.c: a parking worker's channel reached EOF (it has exited) or failed. */
+void pool_parked(struct pool_slot *s);
 
 /* pool.c: once stopping, end the drain now: answer every job still queued
  * or running 503, close the channels, and finish once the template is gone

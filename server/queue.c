@@ -58,7 +58,11 @@ void job_fail(struct pool_job *j, int status, const char *type, const char *msg)
     free(body);
 }
 
-/* Requests that waited past the deadline: 503. */
+/* A job running this long no longer holds the next ones back (queue_room). */
+#define SHORT_NS (QUEUE_SWEEP_MS * 1000000ULL)
+
+/* Requests that waited past the deadline: 503. Then dispatch again: running
+ * jobs may have grown old enough to let more start (queue_room). */
 static void on_sweep(uv_timer_t *t)
 {
     struct pool *p = t->data;
@@ -72,25 +76,42 @@ static void on_sweep(uv_timer_t *t)
     }
     if (!p->head)
         uv_timer_stop(&p->sweep_timer);
+    else
+        dispatch(p);
+}
+
+/* A worker busy, or idle for less than this, is "hot" (pick_worker). */
+#define HOT_NS (1000ULL * 1000000)
+
+static bool hot(const struct pool_slot *s, uint64_t now)
+{
+    return s->state == SLOT_BUSY || (s->state == SLOT_IDLE && now - s->idle_since < HOT_NS);
 }
 
 /* Which idle worker takes the next job:
  *  - one that has not served since it started: the self-test's probes reach
  *    every worker even when the memory budget runs fewer scripts at once
- *    than there are workers, and a replaced worker is tried at once;
+ *    than there are workers, and a started or replaced worker is tried at
+ *    once;
+ *  - once --warm-workers are hot, a hot one, even if its next child is not
+ *    ready yet: the job waits for it (a few ms on a busy machine), but only
+ *    as many workers take turns as the load needs and the rest go cold, to
+ *    be parked (pool.c), rather than each being woken now and then for a job
+ *    that found the hot ones' spares not ready;
  *  - then one whose next child is ready (IPC_SPARE): the job starts at once;
  *  - among those, the one whose spare came last: its memory and page tables
- *    are the likeliest still in the CPU's caches, so at low load few workers
- *    take turns and the rest stay cold (at high load all serve); but one
- *    whose last answer was a 5xx last: at low load the worker that answered
- *    last would otherwise take every job, and a broken one would fail them
- *    all;
+ *    are the likeliest still in the CPU's caches; but one whose last answer
+ *    was a 5xx last: at low load the worker that answered last would
+ *    otherwise take every job, and a broken one would fail them all;
  *  - with no spare ready, the one idle the longest: nearest the end of its
  *    fork. */
-static bool better(const struct pool_slot *a, const struct pool_slot *b)
+static bool better(const struct pool_slot *a, const struct pool_slot *b, uint64_t now,
+                   bool enough_hot)
 {
     if (a->served != b->served)
         return !a->served;
+    if (enough_hot && hot(a, now) != hot(b, now))
+        return hot(a, now);
     if (a->spare != b->spare)
         return a->spare;
     if (!a->spare)
@@ -100,12 +121,16 @@ static bool better(const struct pool_slot *a, const struct pool_slot *b)
     return a->spare_since > b->spare_since;
 }
 
-static struct pool_slot *pick_worker(struct pool *p)
+static struct pool_slot *pick_worker(struct pool *p, uint64_t now)
 {
+    unsigned nhot = 0;
+    for (unsigned i = 0; i < p->nslots; i++)
+        nhot += hot(&p->slots[i], now);
+    bool enough_hot = nhot >= (unsigned)p->cfg->warm_workers;
     struct pool_slot *best = NULL;
     for (unsigned i = 0; i < p->nslots; i++) {
         struct pool_slot *s = &p->slots[i];
-        if (s->state == SLOT_IDLE && (!best || better(s, best)))
+        if (s->state == SLOT_IDLE && (!best || better(s, best, now, enough_hot)))
             best = s;
     }
     return best;
@@ -120,10 +145,45 @@ static uint64_t job_memory_mb(const struct pool *p, const struct pool_job *j)
     return budget_script_mb(p->budget, rq.memory_mb);
 }
 
+/* How many more jobs may start now: --warm-workers (one per CPU) less the
+ * jobs started within SHORT_NS. Why: short scripts gain nothing from running
+ * more at once than there are CPUs, and each worker they keep busy is one
+ * more that stays out of the parked ones (pool.c) and makes every fork dearer.
+ * A script that runs longer than SHORT_NS stops counting, so CPU loops and
+ * sleepers hold back the others for SHORT_NS at most, and a burst of long
+ * scripts gets every worker within a few sweeps. */
+static unsigned queue_room(const struct pool *p, uint64_t now)
+{
+    unsigned young = 0;
+    for (unsigned i = 0; i < p->nslots; i++)
+        young += p->slots[i].state == SLOT_BUSY && now - p->slots[i].busy_since < SHORT_NS;
+    return young < (unsigned)p->cfg->warm_workers ? p->cfg->warm_workers - young : 0;
+}
+
+/* Jobs wait that room lets start, more than idle or starting workers can
+ * take: start that many parked workers. */
+static void unpark(struct pool *p, unsigned room)
+{
+    if (p->stopping || !p->template_up || !p->head)
+        return;
+    long want = p->queued < room ? p->queued : room;
+    for (unsigned i = 0; i < p->nslots; i++)
+        want -= p->slots[i].state == SLOT_IDLE || p->slots[i].state == SLOT_STARTING;
+    for (unsigned i = 0; i < p->nslots && want > 0; i++) {
+        struct pool_slot *s = &p->slots[i];
+        if (s->state == SLOT_PARKED && !s->chan_open) {
+            slot_request_spawn(s);
+            want--;
+        }
+    }
+}
+
 void dispatch(struct pool *p)
 {
+    uint64_t now = uv_hrtime();
+    unsigned room = queue_room(p, now);
     struct pool_slot *s;
-    while (p->head && (s = pick_worker(p))) {
+    while (p->head && room && (s = pick_worker(p, now))) {
         struct pool_job *j = p->head;
         /* First come, first served: the oldest job waits for memory to come
          * free rather than being overtaken by smaller ones. */
@@ -137,7 +197,9 @@ void dispatch(struct pool *p)
         j->dispatched_ns = uv_hrtime();
         s->job = j;
         s->state = SLOT_BUSY;
+        s->busy_since = now;
         s->served = true;
+        room--;
         /* A retried job needs its frame again: send a copy, keep the original. */
         char *copy = malloc(j->frame_len);
         if (!copy) {
@@ -150,6 +212,7 @@ void dispatch(struct pool *p)
         memcpy(copy, j->frame, j->frame_len);
         slot_send(s, IPC_REQUEST, copy, j->frame_len);
     }
+    unpark(p, room);
     pool_check_drained(p);
 }
 
@@ -158,12 +221,17 @@ int pool_submit(struct pool *p, struct pool_job *job)
     if (p->stopping)
         return -ESHUTDOWN;
     if (p->queued >= (unsigned)p->cfg->queue) {
-        /* Over the bound only if it runs at once: nothing ahead of it, an
-         * idle worker, and room in the budget. */
-        bool idle = false;
-        for (unsigned i = 0; i < p->nslots; i++)
-            idle |= p->slots[i].state == SLOT_IDLE;
-        if (!idle || p->head || (p->budget && !budget_fits(p->budget, job_memory_mb(p, job))))
+        /* Over the bound only if no running script stands in its way: a
+         * worker idle, starting or parked for it and for each job ahead, and
+         * room in the memory budget. */
+        unsigned free_workers = 0;
+        for (unsigned i = 0; i < p->nslots; i++) {
+            enum slot_state st = p->slots[i].state;
+            free_workers +=
+                st == SLOT_IDLE || st == SLOT_STARTING || st == SLOT_PARKING || st == SLOT_PARKED;
+        }
+        if (p->queued >= free_workers ||
+            (p->budget && !budget_fits(p->budget, job_memory_mb(p, job))))
             return -EAGAIN;
     }
     job->attempts = 0;

@@ -76,13 +76,14 @@ static void route_health(struct server *srv, struct http_conn *c, struct http_re
     bool ok = pool_ready(srv->pool) && srv->selftest_passed && !srv->stopping;
     const struct budget *b = &srv->budget;
     json_t *o = json_pack(
-        "{s:s, s:{s:i, s:i, s:i, s:i}, s:i, s:I, s:{s:s, s:I, s:I, s:I, s:I, s:I, s:I}}", "status",
-        ok ? "ok" : (srv->stopping ? "stopping" : "starting"), "workers", "total", st.workers,
-        "ready", st.ready, "idle", st.ready - st.busy, "failing", st.failing, "queued", st.queued,
-        "respawns", (json_int_t)st.respawns, "memory", "source", b->source, "limit_mb",
-        (json_int_t)b->limit_mb, "footprint_mb", (json_int_t)b->footprint_mb, "script_limit_mb",
-        (json_int_t)budget_script_mb(b, srv->cfg.memory_mb), "budget_mb", (json_int_t)b->budget_mb,
-        "reserved_mb", (json_int_t)b->reserved_mb, "running", (json_int_t)b->running);
+        "{s:s, s:{s:i, s:i, s:i, s:i, s:i}, s:i, s:I, s:{s:s, s:I, s:I, s:I, s:I, s:I, s:I}}",
+        "status", ok ? "ok" : (srv->stopping ? "stopping" : "starting"), "workers", "total",
+        st.workers, "ready", st.ready, "idle", st.ready - st.busy, "failing", st.failing, "parked",
+        st.parked, "queued", st.queued, "respawns", (json_int_t)st.respawns, "memory", "source",
+        b->source, "limit_mb", (json_int_t)b->limit_mb, "footprint_mb", (json_int_t)b->footprint_mb,
+        "script_limit_mb", (json_int_t)budget_script_mb(b, srv->cfg.memory_mb), "budget_mb",
+        (json_int_t)b->budget_mb, "reserved_mb", (json_int_t)b->reserved_mb, "running",
+        (json_int_t)b->running);
     const char *versions = pool_versions(srv->pool);
     json_t *v = versions ? json_loads(versions, 0, NULL) : NULL;
     if (v)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import Client, Server, Unready, children_of
+from conftest import Client, Server, Unready, children_of, until, worker_pids
 
 BURNER = "def main():\n    while True:\n        pass\n"
 HOG = ("def main():\n    keep = []\n    while True:\n"
@@ -252,3 +252,34 @@ def test_admission_waits_for_memory():
         assert s.request("GET", "/health")[2]["memory"]["reserved_mb"] == 0
     finally:
         assert s.stop() == 0
+
+
+def test_idle_workers_park_and_start_again():
+    """Workers beyond --warm-workers exit once idle for --worker-idle-ms,
+    leaving no process behind; a request that finds the warm one busy with a
+    long script starts one of them again instead of waiting for that script."""
+    s = Server("--workers", "3", "--warm-workers", "1", "--worker-idle-ms", "200",
+               "--timeout-ms", "60000", "--shutdown-timeout-ms", "500")
+    try:
+        def parked_lines():
+            return sum(1 for line in s.lines if line and re.search(r"worker \d+ stopped after", line))
+        with s.cond:
+            assert s.cond.wait_for(lambda: parked_lines() >= 2, 60), s.lines
+        health = s.request("GET", "/health")[2]["workers"]
+        assert (health["total"], health["ready"], health["parked"]) == (3, 1, 2)
+        until(lambda: len(worker_pids(s)) == 1, "the parked workers to exit")
+
+        t_long, long = at_once(s, ["import time\ndef main():\n    time.sleep(60)\n"], timeout=90)
+        until(lambda: s.request("GET", "/health")[2]["workers"]["idle"] == 0,
+              "the long script to start")
+        status, body = s.execute("def main():\n    return 2")
+        assert (status, body["result"]) == (200, 2)
+        assert long[0] is None  # still running: the short one did not wait for it
+        health = s.request("GET", "/health")[2]["workers"]
+        assert (health["ready"], health["parked"]) == (2, 1)
+        status, _, text = s.request("GET", "/metrics")
+        assert "\npyexec_workers_parked 1\n" in text.decode()
+    finally:
+        assert s.stop() == 0
+    t_long[0].join(30)
+    assert long[0][0] == 503  # answered by the shutdown, not left hanging

@@ -7,7 +7,9 @@
  *   exit       each worker exits at once, as one whose set-up failed
  *   echo       each worker says READY and SPARE, then answers every request
  *              200 with its pid as the body, its next SPARE in the same write
- *              (the pool reads both at once: a spare ready when the answer is)
+ *              (the pool reads both at once: a spare ready when the answer is);
+ *              a request whose script is "hold" is never answered (a long
+ *              script), and its worker waits for its channel to close
  *   late       the same, but SPARE comes 2 ms after the answer, in a write of
  *              its own (a worker still forking when the next job comes)
  *   fail0      as echo, but the worker of slot 0 answers 500 internal
@@ -61,9 +63,18 @@ static void worker(const char *mode, uint32_t slot, int chan)
         char *frame;
         if (ipc_read(chan, 1 << 20, &hdr, &frame))
             _exit(0);
+        struct ipc_request rq;
+        struct ipc_request_data d;
+        bool hold = hdr.kind == IPC_REQUEST && !ipc_request_split(frame, hdr.len, &rq, &d) &&
+                    d.script_len == 4 && !memcmp(d.script, "hold", 4);
         ipc_free(frame, hdr.len);
         if (hdr.kind != IPC_REQUEST)
             continue;
+        if (hold) {
+            while (!ipc_read(chan, 1 << 20, &hdr, &frame))
+                ipc_free(frame, hdr.len); /* a CANCEL: still held */
+            _exit(0);
+        }
         if (echo) {
             if (echo_reply(chan, fail ? 500 : 200, !late))
                 _exit(0);

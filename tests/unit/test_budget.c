@@ -166,6 +166,31 @@ static void test_plan_large_machine(void **state)
     fclose(null);
     assert_int_equal(cfg.workers, 2 * BUDGET_WORKERS_PER_CPU);
     assert_int_equal(cfg.memory_mb, 700);
+    assert_int_equal(cfg.warm_workers, 2); /* one per CPU */
+}
+
+/* Warm workers: one per CPU, at least 2, at most the workers; a value set by
+ * hand is kept within the workers. */
+static void test_plan_warm_workers(void **state)
+{
+    (void)state;
+    FILE *null = fopen("/dev/null", "w");
+    struct budget b = {.source = "MemTotal"};
+    struct config cfg = defaults();
+    assert_int_equal(budget_plan_for(&cfg, &b, 24000, 1, null), 0);
+    assert_int_equal(cfg.warm_workers, 2);
+    cfg = defaults();
+    assert_int_equal(budget_plan_for(&cfg, &b, 24000, 6, null), 0);
+    assert_int_equal(cfg.warm_workers, 6);
+    cfg = defaults();
+    cfg.workers = 3;
+    assert_int_equal(budget_plan_for(&cfg, &b, 24000, 6, null), 0);
+    assert_int_equal(cfg.warm_workers, 3);
+    cfg = defaults();
+    cfg.warm_workers = 5;
+    assert_int_equal(budget_plan_for(&cfg, &b, 24000, 2, null), 0);
+    assert_int_equal(cfg.warm_workers, 5);
+    fclose(null);
 }
 
 /* Set by hand, workers are kept; a machine that cannot hold them is refused. */
@@ -207,11 +232,11 @@ static void test_reserve_release(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_no_cgroup_is_memtotal), cmocka_unit_test(test_v2_nested),
-        cmocka_unit_test(test_v2_container_root),     cmocka_unit_test(test_v1_hybrid),
-        cmocka_unit_test(test_limit_above_memtotal),  cmocka_unit_test(test_plan_small_container),
-        cmocka_unit_test(test_plan_large_machine),    cmocka_unit_test(test_plan_refuses_too_small),
-        cmocka_unit_test(test_reserve_release),
+        cmocka_unit_test(test_no_cgroup_is_memtotal),  cmocka_unit_test(test_v2_nested),
+        cmocka_unit_test(test_v2_container_root),      cmocka_unit_test(test_v1_hybrid),
+        cmocka_unit_test(test_limit_above_memtotal),   cmocka_unit_test(test_plan_small_container),
+        cmocka_unit_test(test_plan_large_machine),     cmocka_unit_test(test_plan_warm_workers),
+        cmocka_unit_test(test_plan_refuses_too_small), cmocka_unit_test(test_reserve_release),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,7 +1,8 @@
 /* server/pool.c against a misbehaving template and workers (fake_template.c):
  * a malformed reply is answered 500, never left hanging; workers that fail
  * during set-up are restarted with a growing delay, not in a tight loop; jobs
- * go to the workers whose next child is ready, the most recent first. */
+ * go to the workers whose next child is ready, the most recent first; idle
+ * workers beyond the warm ones exit and start again when a job needs them. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -63,22 +64,32 @@ static void on_fatal(void *data)
     fail_msg("the pool reported a fatal start");
 }
 
-static void start(struct harness *h, const char *mode, int workers, uint64_t deadline_ms)
+/* The pool of workers fake_template workers in mode, with warm of them kept
+ * when idle (the others parked after 100 ms idle) and a wait queue of queue. */
+static void start_pool(struct harness *h, const char *mode, int workers, int warm, int queue,
+                       uint64_t deadline_ms)
 {
     memset(h, 0, sizeof(*h));
     uv_loop_init(&h->loop);
-    char user[32], nworkers[32];
+    char user[32], nworkers[32], nwarm[32], nqueue[32];
     snprintf(user, sizeof(user), "--user=%s", mode);
     snprintf(nworkers, sizeof(nworkers), "--workers=%d", workers);
-    char *argv[] = {"pyexecd", user, nworkers};
+    snprintf(nwarm, sizeof(nwarm), "--warm-workers=%d", warm);
+    snprintf(nqueue, sizeof(nqueue), "--queue=%d", queue);
+    char *argv[] = {"pyexecd", user, nworkers, nwarm, nqueue, "--worker-idle-ms=100"};
     FILE *null = fopen("/dev/null", "w");
-    assert_int_equal(config_load(&h->cfg, 3, argv, null, null), 0);
+    assert_int_equal(config_load(&h->cfg, 6, argv, null, null), 0);
     fclose(null);
     assert_int_equal(pool_start(&h->loop, &h->cfg, fake, &h->pool), 0);
     pool_set_callbacks(h->pool, on_ready, on_fatal, h);
     uv_timer_init(&h->loop, &h->deadline);
     h->deadline.data = h;
     uv_timer_start(&h->deadline, on_deadline, deadline_ms, 0);
+}
+
+static void start(struct harness *h, const char *mode, int workers, uint64_t deadline_ms)
+{
+    start_pool(h, mode, workers, 2, 64, deadline_ms);
 }
 
 static void on_stopped(void *data)
@@ -226,6 +237,54 @@ static void test_a_failing_worker_ranks_last(void **state)
     assert_int_equal(failed, 1);
 }
 
+static unsigned parked(struct pool *p)
+{
+    struct pool_stats st;
+    pool_get_stats(p, &st);
+    return st.parked;
+}
+
+static void on_ready_stop(void *data)
+{
+    uv_stop(&((struct harness *)data)->loop);
+}
+
+static void on_held_done(struct pool_job *job, int status, const char *type, const char *body,
+                         size_t len)
+{
+    (void)job, (void)type, (void)body, (void)len;
+    assert_int_equal(status, 503); /* only the shutdown answers it */
+}
+
+/* 4 workers, 1 kept warm: once idle for --worker-idle-ms the other 3 exit
+ * (parked). A script that runs long holds the warm one; the next job is not
+ * left waiting for it: after SHORT_NS a parked worker starts and answers it,
+ * and with --queue 0 the job is not refused either, a worker being on its way. */
+static void test_parked_workers_start_on_demand(void **state)
+{
+    (void)state;
+    struct harness h;
+    start_pool(&h, "echo", 4, 1, 0, 10000);
+    pool_set_callbacks(h.pool, on_ready_stop, on_fatal, &h);
+    uv_run(&h.loop, UV_RUN_DEFAULT);
+    assert_false(h.timed_out);
+    while (parked(h.pool) < 3 && !h.timed_out)
+        uv_run(&h.loop, UV_RUN_ONCE); /* each turn waits for an event: the park timer's */
+    assert_int_equal(parked(h.pool), 3);
+
+    struct pool_job held = {.done = on_held_done};
+    held.frame = ipc_request_new(1000, 100, "hold", 4, NULL, 0, &held.frame_len);
+    assert_int_equal(pool_submit(h.pool, &held), 0);
+    h.job.frame = ipc_request_new(1000, 100, "x", 1, NULL, 0, &h.job.frame_len);
+    h.job.done = on_done;
+    assert_int_equal(pool_submit(h.pool, &h.job), 0);
+    uv_run(&h.loop, UV_RUN_DEFAULT);
+    assert_false(h.timed_out);
+    assert_int_equal(h.status, 200);
+    assert_int_equal(parked(h.pool), 2);
+    finish(&h);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -240,6 +299,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_dispatch_prefers_the_latest_spare),
         cmocka_unit_test(test_dispatch_passes_over_a_worker_still_forking),
         cmocka_unit_test(test_a_failing_worker_ranks_last),
+        cmocka_unit_test(test_parked_workers_start_on_demand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
