@@ -23,7 +23,7 @@
     X(warm_workers, "warm-workers", "PYEXEC_WARM_WORKERS", 0, 0, 256,                              \
       "workers kept running while idle; the others stop after --worker-idle-ms without a request " \
       "and start again when requests wait; 0 = one per CPU, at least 2 (at most --workers)")       \
-    X(worker_idle_ms, "worker-idle-ms", "PYEXEC_WORKER_IDLE_MS", 10000, 100, 86400000,             \
+    X(worker_idle_ms, "worker-idle-ms", "PYEXEC_WORKER_IDLE_MS", 10000, 1000, 86400000,            \
       "how long a worker beyond --warm-workers stays idle before it stops")                        \
     X(queue, "queue", "PYEXEC_QUEUE", 64, 0, 100000,                                               \
       "requests that may wait for a worker; beyond it: 503")                                       \

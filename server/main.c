@@ -75,6 +75,7 @@ static void on_selftest_done(bool ok, const char *why, void *data)
     }
     srv->selftest_passed = true;
     fprintf(stderr, "pyexecd: ready: %ld workers warm\n", srv->cfg.workers);
+    pool_start_parking(srv->pool); /* only now: the self-test reached every worker */
 }
 
 static void on_pool_ready(void *data)

@@ -81,6 +81,17 @@ static void on_park_sent(uv_shutdown_t *req, int status)
     (void)status; /* the worker's EOF (or a failed channel) ends the parking */
 }
 
+/* A worker slow to exit (its dying children, a big temp dir to remove) does
+ * not hold its slot: after this long the slot is parked anyway. */
+#define PARK_EXIT_MS 5000
+
+static void on_park_overdue(uv_timer_t *t)
+{
+    struct pool_slot *s = t->data;
+    if (s->state == SLOT_PARKING)
+        pool_parked(s);
+}
+
 /* Ask the worker to exit: it reads EOF on its channel, ends its spare and
  * exits, and its EOF reaches pool_parked. */
 static void park(struct pool_slot *s, uint64_t now)
@@ -89,12 +100,14 @@ static void park(struct pool_slot *s, uint64_t now)
             (now - s->idle_since) / 1e9);
     s->state = SLOT_PARKING;
     s->spare = false;
+    uv_timer_start(&s->backoff, on_park_overdue, PARK_EXIT_MS, 0);
     if (uv_shutdown(&s->park, (uv_stream_t *)&s->chan, on_park_sent))
         pool_parked(s);
 }
 
 void pool_parked(struct pool_slot *s)
 {
+    uv_timer_stop(&s->backoff);
     s->state = SLOT_PARKED;
     if (s->chan_open && !uv_is_closing((uv_handle_t *)&s->chan))
         uv_close((uv_handle_t *)&s->chan, slot_closed); /* which dispatches: jobs may wait */
@@ -104,7 +117,7 @@ void pool_parked(struct pool_slot *s)
 static void on_park_due(uv_timer_t *t)
 {
     struct pool *p = t->data;
-    if (p->stopping || !p->ever_ready)
+    if (p->stopping)
         return;
     uint64_t now = uv_hrtime(), idle_ns = (uint64_t)p->cfg->worker_idle_ms * 1000000;
     unsigned live = 0;
@@ -122,6 +135,12 @@ static void on_park_due(uv_timer_t *t)
             break;
         park(oldest, now);
     }
+}
+
+void pool_start_parking(struct pool *p)
+{
+    uint64_t every = p->cfg->worker_idle_ms / 4;
+    uv_timer_start(&p->park_timer, on_park_due, every, every);
 }
 
 /* --- start and stats ---------------------------------------------------- */
@@ -151,8 +170,9 @@ int pool_start(uv_loop_t *loop, const struct config *cfg, const char *exe, struc
     uv_timer_init(loop, &p->sweep_timer);
     uv_timer_init(loop, &p->stop_timer);
     uv_timer_init(loop, &p->park_timer);
+    uv_timer_init(loop, &p->room_timer);
     p->restart_timer.data = p->kill_timer.data = p->sweep_timer.data = p->stop_timer.data = p;
-    p->park_timer.data = p;
+    p->park_timer.data = p->room_timer.data = p;
     int r = template_name_scratch(p);
     if (!r)
         r = template_start(p);
@@ -161,17 +181,17 @@ int pool_start(uv_loop_t *loop, const struct config *cfg, const char *exe, struc
         free(p);
         return r;
     }
-    uint64_t every = cfg->worker_idle_ms / 4;
-    uv_timer_start(&p->park_timer, on_park_due, every, every);
     *out = p;
     return 0;
 }
 
 bool pool_ready(const struct pool *p)
 {
-    for (unsigned i = 0; i < p->nslots; i++)
-        if (p->slots[i].state == SLOT_DOWN || p->slots[i].state == SLOT_STARTING)
+    for (unsigned i = 0; i < p->nslots; i++) {
+        const struct pool_slot *s = &p->slots[i];
+        if (s->failures || (!p->ever_ready && (s->state == SLOT_DOWN || s->state == SLOT_STARTING)))
             return false;
+    }
     return p->template_up;
 }
 
@@ -240,6 +260,7 @@ static void pool_finish(struct pool *p)
     uv_close((uv_handle_t *)&p->kill_timer, NULL);
     uv_close((uv_handle_t *)&p->stop_timer, NULL);
     uv_close((uv_handle_t *)&p->park_timer, NULL);
+    uv_close((uv_handle_t *)&p->room_timer, NULL);
     for (unsigned i = 0; i < p->nslots; i++)
         uv_close((uv_handle_t *)&p->slots[i].backoff, NULL);
     void (*cb)(void *) = p->stop_cb;

@@ -62,8 +62,15 @@ int pool_submit(struct pool *p, struct pool_job *job);
 /* The client left: forget the job (its child is killed); done is not called. */
 void pool_cancel(struct pool *p, struct pool_job *job);
 
-/* Every worker started and warm. */
+/* Serving: every worker started and warm the first time; after that, the
+ * template up and no worker failing its set-up (one being replaced or started
+ * on demand does not count). */
 bool pool_ready(const struct pool *p);
+
+/* From now on, park workers beyond --warm-workers idle for --worker-idle-ms
+ * (pool.c). Called once the self-test has run, which needs every worker. */
+void pool_start_parking(struct pool *p);
+
 void pool_get_stats(const struct pool *p, struct pool_stats *st);
 
 /* {"python": ..., "numpy": ..., "pandas": ...} once a worker has reported, else NULL. */

@@ -39,7 +39,8 @@ struct pool_slot {
     size_t len, alloc;
     uint64_t reserved_mb; /* BUSY: what its script holds of the memory budget */
     unsigned failures;    /* set-up failures in a row (the worker died before READY) */
-    uv_timer_t backoff;   /* channel.c: asks for a worker again after a failed set-up */
+    uv_timer_t backoff;   /* channel.c: asks for a worker again after a failed set-up;
+                           * pool.c: how long a parking worker may take to exit */
     uv_shutdown_t park;   /* pool.c: PARKING's shutdown of the channel */
 };
 
@@ -61,6 +62,7 @@ struct pool {
     uv_timer_t sweep_timer;   /* queue.c: answer requests that waited too long */
     uv_timer_t stop_timer;    /* pool.c: the drain deadline */
     uv_timer_t park_timer;    /* pool.c: parks workers idle too long */
+    uv_timer_t room_timer;    /* queue.c: dispatch when a running job stops holding room */
     struct pool_slot *slots;
     unsigned nslots;
     struct pool_job *head, *tail; /* the wait queue */

@@ -11,8 +11,12 @@
 
 #define QUEUE_SWEEP_MS 50
 
+static void on_sweep(uv_timer_t *t);
+
 void queue_push(struct pool *p, struct pool_job *j, bool front)
 {
+    if (!uv_is_active((uv_handle_t *)&p->sweep_timer))
+        uv_timer_start(&p->sweep_timer, on_sweep, QUEUE_SWEEP_MS, QUEUE_SWEEP_MS);
     j->prev = j->next = NULL;
     if (!p->head) {
         p->head = p->tail = j;
@@ -58,11 +62,7 @@ void job_fail(struct pool_job *j, int status, const char *type, const char *msg)
     free(body);
 }
 
-/* A job running this long no longer holds the next ones back (queue_room). */
-#define SHORT_NS (QUEUE_SWEEP_MS * 1000000ULL)
-
-/* Requests that waited past the deadline: 503. Then dispatch again: running
- * jobs may have grown old enough to let more start (queue_room). */
+/* Requests that waited past the deadline: 503. */
 static void on_sweep(uv_timer_t *t)
 {
     struct pool *p = t->data;
@@ -76,8 +76,6 @@ static void on_sweep(uv_timer_t *t)
     }
     if (!p->head)
         uv_timer_stop(&p->sweep_timer);
-    else
-        dispatch(p);
 }
 
 /* A worker busy, or idle for less than this, is "hot" (pick_worker). */
@@ -93,6 +91,8 @@ static bool hot(const struct pool_slot *s, uint64_t now)
  *    every worker even when the memory budget runs fewer scripts at once
  *    than there are workers, and a started or replaced worker is tried at
  *    once;
+ *  - then one whose last answer was not a 5xx: a broken worker (answering
+ *    at once, so always idle) would otherwise fail every job it is offered;
  *  - once --warm-workers are hot, a hot one, even if its next child is not
  *    ready yet: the job waits for it (a few ms on a busy machine), but only
  *    as many workers take turns as the load needs and the rest go cold, to
@@ -100,9 +100,7 @@ static bool hot(const struct pool_slot *s, uint64_t now)
  *    that found the hot ones' spares not ready;
  *  - then one whose next child is ready (IPC_SPARE): the job starts at once;
  *  - among those, the one whose spare came last: its memory and page tables
- *    are the likeliest still in the CPU's caches; but one whose last answer
- *    was a 5xx last: at low load the worker that answered last would
- *    otherwise take every job, and a broken one would fail them all;
+ *    are the likeliest still in the CPU's caches;
  *  - with no spare ready, the one idle the longest: nearest the end of its
  *    fork. */
 static bool better(const struct pool_slot *a, const struct pool_slot *b, uint64_t now,
@@ -110,14 +108,14 @@ static bool better(const struct pool_slot *a, const struct pool_slot *b, uint64_
 {
     if (a->served != b->served)
         return !a->served;
+    if (a->failed != b->failed)
+        return !a->failed;
     if (enough_hot && hot(a, now) != hot(b, now))
         return hot(a, now);
     if (a->spare != b->spare)
         return a->spare;
     if (!a->spare)
         return a->idle_since < b->idle_since;
-    if (a->failed != b->failed)
-        return !a->failed;
     return a->spare_since > b->spare_since;
 }
 
@@ -145,26 +143,51 @@ static uint64_t job_memory_mb(const struct pool *p, const struct pool_job *j)
     return budget_script_mb(p->budget, rq.memory_mb);
 }
 
+/* A job running this long no longer holds the next ones back (queue_room):
+ * longer than a trivial script takes (1-2 ms), short enough that scripts
+ * that only sleep cannot hold the others back noticeably (BENCHMARKS.md,
+ * "Idle workers"). */
+#define SHORT_NS (5ULL * 1000000)
+
+static void on_room_due(uv_timer_t *t)
+{
+    dispatch(t->data);
+}
+
 /* How many more jobs may start now: --warm-workers (one per CPU) less the
  * jobs started within SHORT_NS. Why: short scripts gain nothing from running
  * more at once than there are CPUs, and each worker they keep busy is one
- * more that stays out of the parked ones (pool.c) and makes every fork dearer.
- * A script that runs longer than SHORT_NS stops counting, so CPU loops and
- * sleepers hold back the others for SHORT_NS at most, and a burst of long
- * scripts gets every worker within a few sweeps. */
+ * more that stays out of the parked ones (pool.c) and makes every fork
+ * dearer. A script that runs longer than SHORT_NS stops counting, so CPU
+ * loops and sleepers hold the others back by SHORT_NS at most, whatever they
+ * do, and a burst of long scripts gets every worker as fast as parked ones
+ * start. */
 static unsigned queue_room(const struct pool *p, uint64_t now)
 {
-    unsigned young = 0;
+    unsigned young = 0, warm = p->cfg->warm_workers > 0 ? p->cfg->warm_workers : 1;
     for (unsigned i = 0; i < p->nslots; i++)
         young += p->slots[i].state == SLOT_BUSY && now - p->slots[i].busy_since < SHORT_NS;
-    return young < (unsigned)p->cfg->warm_workers ? p->cfg->warm_workers - young : 0;
+    return young < warm ? warm - young : 0;
+}
+
+/* Jobs wait for room: dispatch again when the oldest job holding it stops
+ * counting. */
+static void wake_for_room(struct pool *p, uint64_t now)
+{
+    uint64_t oldest = now;
+    for (unsigned i = 0; i < p->nslots; i++)
+        if (p->slots[i].state == SLOT_BUSY && p->slots[i].busy_since < oldest &&
+            now - p->slots[i].busy_since < SHORT_NS)
+            oldest = p->slots[i].busy_since;
+    uv_timer_start(&p->room_timer, on_room_due, (oldest + SHORT_NS - now) / 1000000 + 1, 0);
 }
 
 /* Jobs wait that room lets start, more than idle or starting workers can
- * take: start that many parked workers. */
+ * take: start that many parked workers (also while draining at shutdown:
+ * the queued jobs may still finish). */
 static void unpark(struct pool *p, unsigned room)
 {
-    if (p->stopping || !p->template_up || !p->head)
+    if (!p->template_up || !p->head)
         return;
     long want = p->queued < room ? p->queued : room;
     for (unsigned i = 0; i < p->nslots; i++)
@@ -212,6 +235,8 @@ void dispatch(struct pool *p)
         memcpy(copy, j->frame, j->frame_len);
         slot_send(s, IPC_REQUEST, copy, j->frame_len);
     }
+    if (p->head && !room)
+        wake_for_room(p, now);
     unpark(p, room);
     pool_check_drained(p);
 }
@@ -238,8 +263,6 @@ int pool_submit(struct pool *p, struct pool_job *job)
     job->slot = NULL;
     job->queued_ns = uv_hrtime();
     queue_push(p, job, false);
-    if (!uv_is_active((uv_handle_t *)&p->sweep_timer))
-        uv_timer_start(&p->sweep_timer, on_sweep, QUEUE_SWEEP_MS, QUEUE_SWEEP_MS);
     dispatch(p);
     return 0;
 }

@@ -258,7 +258,7 @@ def test_idle_workers_park_and_start_again():
     """Workers beyond --warm-workers exit once idle for --worker-idle-ms,
     leaving no process behind; a request that finds the warm one busy with a
     long script starts one of them again instead of waiting for that script."""
-    s = Server("--workers", "3", "--warm-workers", "1", "--worker-idle-ms", "200",
+    s = Server("--workers", "3", "--warm-workers", "1", "--worker-idle-ms", "1000",
                "--timeout-ms", "60000", "--shutdown-timeout-ms", "500")
     try:
         def parked_lines():

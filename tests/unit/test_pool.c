@@ -65,7 +65,8 @@ static void on_fatal(void *data)
 }
 
 /* The pool of workers fake_template workers in mode, with warm of them kept
- * when idle (the others parked after 100 ms idle) and a wait queue of queue. */
+ * when idle (the others parked after 1 s idle, once pool_start_parking is
+ * called) and a wait queue of queue. */
 static void start_pool(struct harness *h, const char *mode, int workers, int warm, int queue,
                        uint64_t deadline_ms)
 {
@@ -76,7 +77,7 @@ static void start_pool(struct harness *h, const char *mode, int workers, int war
     snprintf(nworkers, sizeof(nworkers), "--workers=%d", workers);
     snprintf(nwarm, sizeof(nwarm), "--warm-workers=%d", warm);
     snprintf(nqueue, sizeof(nqueue), "--queue=%d", queue);
-    char *argv[] = {"pyexecd", user, nworkers, nwarm, nqueue, "--worker-idle-ms=100"};
+    char *argv[] = {"pyexecd", user, nworkers, nwarm, nqueue, "--worker-idle-ms=1000"};
     FILE *null = fopen("/dev/null", "w");
     assert_int_equal(config_load(&h->cfg, 6, argv, null, null), 0);
     fclose(null);
@@ -259,7 +260,8 @@ static void on_held_done(struct pool_job *job, int status, const char *type, con
 /* 4 workers, 1 kept warm: once idle for --worker-idle-ms the other 3 exit
  * (parked). A script that runs long holds the warm one; the next job is not
  * left waiting for it: after SHORT_NS a parked worker starts and answers it,
- * and with --queue 0 the job is not refused either, a worker being on its way. */
+ * and with --queue 0 the job is not refused either, a worker being on its
+ * way. The pool stays ready (/health 200) while that worker starts. */
 static void test_parked_workers_start_on_demand(void **state)
 {
     (void)state;
@@ -268,6 +270,7 @@ static void test_parked_workers_start_on_demand(void **state)
     pool_set_callbacks(h.pool, on_ready_stop, on_fatal, &h);
     uv_run(&h.loop, UV_RUN_DEFAULT);
     assert_false(h.timed_out);
+    pool_start_parking(h.pool);
     while (parked(h.pool) < 3 && !h.timed_out)
         uv_run(&h.loop, UV_RUN_ONCE); /* each turn waits for an event: the park timer's */
     assert_int_equal(parked(h.pool), 3);
@@ -278,6 +281,13 @@ static void test_parked_workers_start_on_demand(void **state)
     h.job.frame = ipc_request_new(1000, 100, "x", 1, NULL, 0, &h.job.frame_len);
     h.job.done = on_done;
     assert_int_equal(pool_submit(h.pool, &h.job), 0);
+    struct pool_stats st;
+    do { /* until the parked worker is being started */
+        uv_run(&h.loop, UV_RUN_ONCE);
+        pool_get_stats(h.pool, &st);
+    } while (st.ready + st.parked == st.workers && !h.status && !h.timed_out);
+    assert_int_equal(st.ready + st.parked, st.workers - 1);
+    assert_true(pool_ready(h.pool));
     uv_run(&h.loop, UV_RUN_DEFAULT);
     assert_false(h.timed_out);
     assert_int_equal(h.status, 200);
