@@ -63,12 +63,15 @@ def live_tree():
 
 
 def ready_again(victim):
+    """Every worker warm or parked (idle ones beyond --warm-workers exit), one
+    live process for each warm one, and the victim gone."""
     h = health()
-    if h.get("status") != "ok" or h["workers"]["ready"] != h["workers"]["total"]:
+    w = h.get("workers", {})
+    if h.get("status") != "ok" or w["ready"] + w["parked"] != w["total"]:
         return False
     template, workers = live_tree()
-    alive = {template["pid"]} | {w["pid"] for w in workers} if template else set()
-    return template is not None and len(workers) == h["workers"]["total"] and victim not in alive
+    alive = {template["pid"]} | {p["pid"] for p in workers} if template else set()
+    return template is not None and len(workers) == w["ready"] and victim not in alive
 
 
 def no_zombies():
