@@ -122,7 +122,7 @@ static void on_park_due(uv_timer_t *t)
     uint64_t now = uv_hrtime(), idle_ns = (uint64_t)p->cfg->worker_idle_ms * 1000000;
     unsigned live = 0;
     for (unsigned i = 0; i < p->nslots; i++)
-        live += p->slots[i].state != SLOT_PARKING && p->slots[i].state != SLOT_PARKED;
+        live += !slot_parked(p->slots[i].state);
     for (; live > (unsigned)p->cfg->warm_workers; live--) {
         struct pool_slot *oldest = NULL;
         for (unsigned i = 0; i < p->nslots; i++) {
@@ -204,7 +204,7 @@ void pool_get_stats(const struct pool *p, struct pool_stats *st)
         st->busy += p->slots[i].state == SLOT_BUSY;
         st->spares += p->slots[i].state == SLOT_IDLE && p->slots[i].spare;
         st->failing += p->slots[i].failures > 0;
-        st->parked += p->slots[i].state == SLOT_PARKING || p->slots[i].state == SLOT_PARKED;
+        st->parked += slot_parked(p->slots[i].state);
     }
     if (p->budget) {
         st->memory_limit_mb = p->budget->limit_mb;

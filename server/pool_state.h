@@ -21,6 +21,11 @@
  * jobs wait for a worker (pool.c). Unlike DOWN, nothing restarts it. */
 enum slot_state { SLOT_DOWN, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY, SLOT_PARKING, SLOT_PARKED };
 
+static inline bool slot_parked(enum slot_state st)
+{
+    return st == SLOT_PARKING || st == SLOT_PARKED;
+}
+
 /* One worker as the acceptor sees it: the channel to it and its job. */
 struct pool_slot {
     struct pool *pool;

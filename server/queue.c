@@ -155,31 +155,25 @@ static void on_room_due(uv_timer_t *t)
 }
 
 /* How many more jobs may start now: --warm-workers (one per CPU) less the
- * jobs started within SHORT_NS. Why: short scripts gain nothing from running
- * more at once than there are CPUs, and each worker they keep busy is one
- * more that stays out of the parked ones (pool.c) and makes every fork
- * dearer. A script that runs longer than SHORT_NS stops counting, so CPU
- * loops and sleepers hold the others back by SHORT_NS at most, whatever they
- * do, and a burst of long scripts gets every worker as fast as parked ones
- * start. */
-static unsigned queue_room(const struct pool *p, uint64_t now)
+ * jobs started within SHORT_NS; *oldest: when the first of those started
+ * (now if none). Why: short scripts gain nothing from running more at once
+ * than there are CPUs, and each worker they keep busy is one more that stays
+ * out of the parked ones (pool.c) and makes every fork dearer. A script that
+ * runs longer than SHORT_NS stops counting, so CPU loops and sleepers hold
+ * the others back by SHORT_NS at most, whatever they do, and a burst of long
+ * scripts gets every worker as fast as parked ones start. */
+static unsigned queue_room(const struct pool *p, uint64_t now, uint64_t *oldest)
 {
     unsigned young = 0, warm = p->cfg->warm_workers > 0 ? p->cfg->warm_workers : 1;
-    for (unsigned i = 0; i < p->nslots; i++)
-        young += p->slots[i].state == SLOT_BUSY && now - p->slots[i].busy_since < SHORT_NS;
+    *oldest = now;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        const struct pool_slot *s = &p->slots[i];
+        if (s->state == SLOT_BUSY && now - s->busy_since < SHORT_NS) {
+            young++;
+            *oldest = s->busy_since < *oldest ? s->busy_since : *oldest;
+        }
+    }
     return young < warm ? warm - young : 0;
-}
-
-/* Jobs wait for room: dispatch again when the oldest job holding it stops
- * counting. */
-static void wake_for_room(struct pool *p, uint64_t now)
-{
-    uint64_t oldest = now;
-    for (unsigned i = 0; i < p->nslots; i++)
-        if (p->slots[i].state == SLOT_BUSY && p->slots[i].busy_since < oldest &&
-            now - p->slots[i].busy_since < SHORT_NS)
-            oldest = p->slots[i].busy_since;
-    uv_timer_start(&p->room_timer, on_room_due, (oldest + SHORT_NS - now) / 1000000 + 1, 0);
 }
 
 /* Jobs wait that room lets start, more than idle or starting workers can
@@ -203,8 +197,8 @@ static void unpark(struct pool *p, unsigned room)
 
 void dispatch(struct pool *p)
 {
-    uint64_t now = uv_hrtime();
-    unsigned room = queue_room(p, now);
+    uint64_t now = uv_hrtime(), oldest;
+    unsigned room = queue_room(p, now, &oldest);
     struct pool_slot *s;
     while (p->head && room && (s = pick_worker(p, now))) {
         struct pool_job *j = p->head;
@@ -235,8 +229,8 @@ void dispatch(struct pool *p)
         memcpy(copy, j->frame, j->frame_len);
         slot_send(s, IPC_REQUEST, copy, j->frame_len);
     }
-    if (p->head && !room)
-        wake_for_room(p, now);
+    if (p->head && !room) /* dispatch again when the oldest young job stops counting */
+        uv_timer_start(&p->room_timer, on_room_due, (oldest + SHORT_NS - now) / 1000000 + 1, 0);
     unpark(p, room);
     pool_check_drained(p);
 }
@@ -252,8 +246,7 @@ int pool_submit(struct pool *p, struct pool_job *job)
         unsigned free_workers = 0;
         for (unsigned i = 0; i < p->nslots; i++) {
             enum slot_state st = p->slots[i].state;
-            free_workers +=
-                st == SLOT_IDLE || st == SLOT_STARTING || st == SLOT_PARKING || st == SLOT_PARKED;
+            free_workers += st == SLOT_IDLE || st == SLOT_STARTING || slot_parked(st);
         }
         if (p->queued >= free_workers ||
             (p->budget && !budget_fits(p->budget, job_memory_mb(p, job))))
