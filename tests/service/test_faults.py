@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from conftest import Server, children_of, temp_dirs, until
+from conftest import Server, children_of, metric, temp_dirs, until
 
 HOLD = "import threading\ndef main():\n    threading.Event().wait({secs})\n    return 'held'"
 
@@ -24,16 +24,22 @@ def tree(s):
     return {"template": template, "workers": workers, "children": kids}
 
 
-def settled_fd_count(worker):
+def settled_fd_count(s, worker):
     """The worker's open descriptors once it holds its spare child again (the
-    spare's four pipes are forked after each reply). None when the test is not
-    root: a worker is not dumpable, so only root may list its descriptors."""
+    spare's four pipes are forked after each reply), with the service idle.
+    None when the test is not root: a worker is not dumpable, so only root may
+    list its descriptors."""
     def settled():
         # the spare waits for its request (S); anything else is a retired
         # child still dying (R, D) or already dead (Z)
         states = [st for _, st in children_of(worker)]
         return states.count("S") == 1 and set(states) <= {"S", "Z"}
 
+    # Every worker's spare has said READY (IPC_SPARE, sent once the worker has
+    # closed the spare's ends of its pipes): a spare just forked may already
+    # sleep (S) while its worker still holds those four descriptors.
+    workers = len(tree(s)["workers"])
+    until(lambda: metric(s, "pyexec_spare_children") == workers, "every worker's spare to be ready")
     until(settled, "the worker's spare child")
     return len(os.listdir(f"/proc/{worker}/fd")) if os.geteuid() == 0 else None
 
@@ -92,7 +98,7 @@ def test_sigkill_template_mid_request():
 def test_sigkill_spare_child(s):
     killed = []
     for w, _ in tree(s)["workers"]:
-        settled_fd_count(w)  # only its spare left: the self-test's child is reaped
+        settled_fd_count(s, w)  # only its spare left: the self-test's child is reaped
         for child, _ in children_of(w):
             os.kill(child, signal.SIGKILL)
             killed.append((w, child))
@@ -120,13 +126,13 @@ def test_sigkill_spare_child(s):
 )
 def test_misbehaving_child(s, script, kind):
     workers = [w for w, _ in tree(s)["workers"]]
-    fds = {w: settled_fd_count(w) for w in workers}
+    fds = {w: settled_fd_count(s, w) for w in workers}
     status, data = s.execute(script, timeout_ms=3000, memory_mb=100)
     assert status == 400 and data["type"] == kind, data
     healthy(s)
     if os.geteuid() == 0:  # else the workers' descriptors cannot be listed
         for w in workers:
-            assert settled_fd_count(w) == fds[w], "a worker leaked descriptors"
+            assert settled_fd_count(s, w) == fds[w], "a worker leaked descriptors"
 
 
 def test_child_closes_stdout_and_stderr(s):
