@@ -20,6 +20,8 @@
  * IPC_SPARE    worker -> acceptor        empty: the next child is forked and said READY, a
  *                                        request sent now starts at once (after READY and
  *                                        each REPLY whose next child came up)
+ * IPC_ASLEEP   worker -> acceptor        empty: the running script was found asleep (at most
+ *                                        once a request, before its REPLY; see IPC_SHORT_MS)
  * IPC_START    child -> worker           empty: request read, the script runs now;
  *                                        non-empty: why its set-up failed (it then exits)
  * IPC_RESULT   child -> worker           outcome JSON (embed_run's); believed only as the
@@ -42,7 +44,19 @@ enum ipc_kind {
     IPC_RESULT,
     IPC_START,
     IPC_SPARE,
+    IPC_ASLEEP,
 };
+
+/* A script just sent counts against the acceptor's --warm-workers for
+ * IPC_SHORT_MS (server/queue.c), or less: from IPC_ASLEEP_FIRST_MS after its
+ * start, every IPC_ASLEEP_EVERY_MS, its worker looks whether it sleeps, and
+ * says so once (IPC_ASLEEP). Why: short scripts gain nothing from running more
+ * at once than there are CPUs; one that runs, or waits for a CPU, holds its
+ * place; one that sleeps (time.sleep, a lock) does not hold the others back,
+ * and a CPU loop holds them back by IPC_SHORT_MS at most. */
+#define IPC_SHORT_MS        20
+#define IPC_ASLEEP_FIRST_MS 5
+#define IPC_ASLEEP_EVERY_MS 3
 
 struct ipc_hdr {
     uint32_t kind;

@@ -63,7 +63,9 @@ int priority_demote(pid_t pid)
     return setpriority(PRIO_PROCESS, pid, PRIORITY_LONG_NICE) ? -errno : 0;
 }
 
-int64_t priority_cpu_ms(pid_t pid)
+/* Fields of /proc/PID/stat: state (field 3) and utime + stime (fields 14
+ * and 15) in clock ticks. Returns 0 or -1 if it cannot be read. */
+static int read_stat(pid_t pid, char *state, unsigned long long *ticks)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -76,10 +78,11 @@ int64_t priority_cpu_ms(pid_t pid)
         return -1;
     buf[n] = '\0';
     /* After the command's closing parenthesis (the command may hold any
-     * character): state is field 3, utime and stime fields 14 and 15. */
+     * character). */
     char *p = strrchr(buf, ')');
-    if (!p)
+    if (!p || p[1] != ' ' || !p[2])
         return -1;
+    *state = p[2];
     unsigned long long utime = 0, stime = 0;
     for (int field = 3; field <= 15 && p; field++) {
         p = strchr(p + 1, ' ');
@@ -88,8 +91,27 @@ int64_t priority_cpu_ms(pid_t pid)
         else if (p && field == 15)
             stime = strtoull(p + 1, NULL, 10);
     }
+    *ticks = utime + stime;
+    return p ? 0 : -1;
+}
+
+int64_t priority_cpu_ms(pid_t pid)
+{
+    char state;
+    unsigned long long ticks;
     long hz = sysconf(_SC_CLK_TCK);
-    return p && hz > 0 ? (int64_t)((utime + stime) * 1000 / hz) : -1;
+    if (read_stat(pid, &state, &ticks) || hz <= 0)
+        return -1;
+    return (int64_t)(ticks * 1000 / hz);
+}
+
+int priority_asleep(pid_t pid)
+{
+    char state;
+    unsigned long long ticks;
+    if (read_stat(pid, &state, &ticks))
+        return -1;
+    return state == 'S';
 }
 
 int64_t priority_oom_kills(void)

@@ -5,7 +5,8 @@
  * while it still may write its own /proc files (before the uid drop and
  * Landlock), through a directory fd of /proc the worker opened before its
  * mount namespace made / read-only; the worker reads
- * priority_oom_kills to tell a script the kernel killed for memory. */
+ * priority_oom_kills to tell a script the kernel killed for memory, and
+ * priority_asleep to tell the acceptor a script sleeps (ipc.h, IPC_ASLEEP). */
 #ifndef PYEXEC_PRIORITY_H
 #define PYEXEC_PRIORITY_H
 
@@ -46,6 +47,10 @@ int priority_demote(pid_t pid);
 /* The CPU time pid has used so far, in ms (user + system, from
  * /proc/PID/stat), or -1 if it cannot be read. */
 int64_t priority_cpu_ms(pid_t pid);
+
+/* Whether pid sleeps now (state S in /proc/PID/stat: time.sleep, a pipe, a
+ * lock): 1, 0 (running, or waiting for a CPU), or -1 if it cannot be read. */
+int priority_asleep(pid_t pid);
 
 /* The kernel's count of processes its OOM killer has killed since boot
  * (oom_kill in /proc/vmstat: global and cgroup OOM alike), or -1 where it is

@@ -173,6 +173,13 @@ static void on_spare(struct pool_slot *s)
     s->spare_since = uv_hrtime();
 }
 
+/* Its script sleeps: it no longer holds the next jobs back (queue_room). */
+static void on_asleep(struct pool_slot *s)
+{
+    s->asleep = true;
+    dispatch(s->pool);
+}
+
 static void on_chan_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct pool_slot *s = h->data;
@@ -214,6 +221,8 @@ static void on_chan_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         else if (hdr.kind == IPC_SPARE && hdr.len == 0 &&
                  (s->state == SLOT_IDLE || s->state == SLOT_BUSY))
             on_spare(s);
+        else if (hdr.kind == IPC_ASLEEP && hdr.len == 0 && s->state == SLOT_BUSY)
+            on_asleep(s);
         else
             return slot_down(s);
         if (s->state == SLOT_DOWN)

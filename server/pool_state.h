@@ -36,6 +36,7 @@ struct pool_slot {
     struct pool_job *job; /* BUSY: the job it serves, NULL if cancelled */
     uint64_t idle_since;  /* uv_hrtime() when it last became idle */
     uint64_t busy_since;  /* BUSY: uv_hrtime() when its job was sent */
+    bool asleep;          /* BUSY: its worker found the script asleep (IPC_ASLEEP) */
     bool spare;           /* its next child is ready (IPC_SPARE since its last REPLY) */
     bool served;          /* it has been sent a request since its READY */
     bool failed;          /* its last reply was a 5xx: the service's failure, not the script's */

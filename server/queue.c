@@ -78,12 +78,38 @@ static void on_sweep(uv_timer_t *t)
         uv_timer_stop(&p->sweep_timer);
 }
 
-/* A worker busy, or idle for less than this, is "hot" (pick_worker). */
-#define HOT_NS (1000ULL * 1000000)
-
-static bool hot(const struct pool_slot *s, uint64_t now)
+/* A worker that may be "hot": it serves, and its last answer was not a 5xx. */
+static bool serving(const struct pool_slot *s)
 {
-    return s->state == SLOT_BUSY || (s->state == SLOT_IDLE && now - s->idle_since < HOT_NS);
+    return s->served && !s->failed && (s->state == SLOT_IDLE || s->state == SLOT_BUSY);
+}
+
+static int later_first(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x < y) - (x > y);
+}
+
+/* When the job was sent that made the last --warm-workers serving workers to
+ * get one (0: none yet). A serving worker sent a job since then is "hot".
+ * Two at least: one job at a time then never waits for a worker's next
+ * child, the other one's being ready. */
+static uint64_t hot_since(const struct pool *p)
+{
+    unsigned warm = p->cfg->warm_workers > 2 ? p->cfg->warm_workers : 2, n = 0;
+    uint64_t sent[p->nslots]; /* at most 256 (config.h) */
+    for (unsigned i = 0; i < p->nslots; i++)
+        if (serving(&p->slots[i]))
+            sent[n++] = p->slots[i].busy_since;
+    if (!n)
+        return 0;
+    qsort(sent, n, sizeof(*sent), later_first);
+    return sent[(n < warm ? n : warm) - 1];
+}
+
+static bool hot(const struct pool_slot *s, uint64_t since)
+{
+    return serving(s) && since && s->busy_since >= since;
 }
 
 /* Which idle worker takes the next job:
@@ -93,25 +119,25 @@ static bool hot(const struct pool_slot *s, uint64_t now)
  *    once;
  *  - then one whose last answer was not a 5xx: a broken worker (answering
  *    at once, so always idle) would otherwise fail every job it is offered;
- *  - once --warm-workers are hot, a hot one, even if its next child is not
- *    ready yet: the job waits for it (a few ms on a busy machine), but only
- *    as many workers take turns as the load needs and the rest go cold, to
- *    be parked (pool.c), rather than each being woken now and then for a job
- *    that found the hot ones' spares not ready;
+ *  - then a hot one (one of the --warm-workers sent a job last), even if its
+ *    next child is not ready yet: the job waits for it (a few ms on a busy
+ *    machine), but short scripts take turns on as few workers as run at once
+ *    (queue_room) and the rest go cold, to be parked (pool.c), rather than
+ *    each being woken now and then for a job that found the hot ones' spares
+ *    not ready;
  *  - then one whose next child is ready (IPC_SPARE): the job starts at once;
  *  - among those, the one whose spare came last: its memory and page tables
  *    are the likeliest still in the CPU's caches;
  *  - with no spare ready, the one idle the longest: nearest the end of its
  *    fork. */
-static bool better(const struct pool_slot *a, const struct pool_slot *b, uint64_t now,
-                   bool enough_hot)
+static bool better(const struct pool_slot *a, const struct pool_slot *b, uint64_t since)
 {
     if (a->served != b->served)
         return !a->served;
     if (a->failed != b->failed)
         return !a->failed;
-    if (enough_hot && hot(a, now) != hot(b, now))
-        return hot(a, now);
+    if (hot(a, since) != hot(b, since))
+        return hot(a, since);
     if (a->spare != b->spare)
         return a->spare;
     if (!a->spare)
@@ -119,16 +145,13 @@ static bool better(const struct pool_slot *a, const struct pool_slot *b, uint64_
     return a->spare_since > b->spare_since;
 }
 
-static struct pool_slot *pick_worker(struct pool *p, uint64_t now)
+static struct pool_slot *pick_worker(struct pool *p)
 {
-    unsigned nhot = 0;
-    for (unsigned i = 0; i < p->nslots; i++)
-        nhot += hot(&p->slots[i], now);
-    bool enough_hot = nhot >= (unsigned)p->cfg->warm_workers;
+    uint64_t since = hot_since(p);
     struct pool_slot *best = NULL;
     for (unsigned i = 0; i < p->nslots; i++) {
         struct pool_slot *s = &p->slots[i];
-        if (s->state == SLOT_IDLE && (!best || better(s, best, now, enough_hot)))
+        if (s->state == SLOT_IDLE && (!best || better(s, best, since)))
             best = s;
     }
     return best;
@@ -143,11 +166,7 @@ static uint64_t job_memory_mb(const struct pool *p, const struct pool_job *j)
     return budget_script_mb(p->budget, rq.memory_mb);
 }
 
-/* A job running this long no longer holds the next ones back (queue_room):
- * longer than a trivial script takes (1-2 ms), short enough that scripts
- * that only sleep cannot hold the others back noticeably (BENCHMARKS.md,
- * "Idle workers"). */
-#define SHORT_NS (5ULL * 1000000)
+#define SHORT_NS ((uint64_t)IPC_SHORT_MS * 1000000)
 
 static void on_room_due(uv_timer_t *t)
 {
@@ -155,12 +174,10 @@ static void on_room_due(uv_timer_t *t)
 }
 
 /* How many more jobs may start now: --warm-workers (one per CPU) less the
- * jobs started within SHORT_NS; *oldest: when the first of those started
- * (now if none). Why: short scripts gain nothing from running more at once
- * than there are CPUs, and each worker they keep busy is one more that stays
- * out of the parked ones (pool.c) and makes every fork dearer. A script that
- * runs longer than SHORT_NS stops counting, so CPU loops and sleepers hold
- * the others back by SHORT_NS at most, whatever they do, and a burst of long
+ * jobs that still count, those started within SHORT_NS and not found asleep
+ * (ipc.h, IPC_SHORT_MS, says why); *oldest: when the first of those started
+ * (now if none). Each worker kept busy is also one more that stays out of
+ * the parked ones (pool.c) and makes every fork dearer. A burst of long
  * scripts gets every worker as fast as parked ones start. */
 static unsigned queue_room(const struct pool *p, uint64_t now, uint64_t *oldest)
 {
@@ -168,7 +185,7 @@ static unsigned queue_room(const struct pool *p, uint64_t now, uint64_t *oldest)
     *oldest = now;
     for (unsigned i = 0; i < p->nslots; i++) {
         const struct pool_slot *s = &p->slots[i];
-        if (s->state == SLOT_BUSY && now - s->busy_since < SHORT_NS) {
+        if (s->state == SLOT_BUSY && !s->asleep && now - s->busy_since < SHORT_NS) {
             young++;
             *oldest = s->busy_since < *oldest ? s->busy_since : *oldest;
         }
@@ -200,7 +217,7 @@ void dispatch(struct pool *p)
     uint64_t now = uv_hrtime(), oldest;
     unsigned room = queue_room(p, now, &oldest);
     struct pool_slot *s;
-    while (p->head && room && (s = pick_worker(p, now))) {
+    while (p->head && room && (s = pick_worker(p))) {
         struct pool_job *j = p->head;
         /* First come, first served: the oldest job waits for memory to come
          * free rather than being overtaken by smaller ones. */
@@ -215,6 +232,7 @@ void dispatch(struct pool *p)
         s->job = j;
         s->state = SLOT_BUSY;
         s->busy_since = now;
+        s->asleep = false;
         s->served = true;
         room--;
         /* A retried job needs its frame again: send a copy, keep the original. */

@@ -339,6 +339,9 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
     };
 
     double next_disk_check = now_ms() + DISK_CHECK_MS;
+    /* When to look next whether the script sleeps (IPC_ASLEEP); 0 once said,
+     * or once it no longer counts anyway. */
+    double start = now_ms(), asleep_at = sp->asleep_fd >= 0 ? start + IPC_ASLEEP_FIRST_MS : 0;
     /* When the child may first have used PRIORITY_LONG_CPU_MS of CPU; 0 once
      * it has been demoted. */
     double demote_at = now_ms() + PRIORITY_LONG_CPU_MS;
@@ -360,6 +363,19 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
         }
         if (demote_at && left > demote_at - now)
             left = (int)(demote_at - now) + 1;
+        if (asleep_at && now >= asleep_at) {
+            if (priority_asleep(c->pid) == 1) {
+                /* If the channel is gone, polling it tells the loop. */
+                ipc_write(sp->asleep_fd, IPC_ASLEEP, NULL, 0);
+                asleep_at = 0;
+            } else {
+                asleep_at = now + IPC_ASLEEP_EVERY_MS;
+                if (asleep_at >= start + IPC_SHORT_MS)
+                    asleep_at = 0;
+            }
+        }
+        if (asleep_at && left > asleep_at - now)
+            left = (int)(asleep_at - now) + 1;
         if (sp->disk_cap > 0 && now >= next_disk_check) {
             if (disk_over(c, sp->disk_cap)) {
                 run->end = RUN_DISK_FULL;

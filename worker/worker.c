@@ -163,6 +163,7 @@ static __attribute__((noinline)) int serve(struct worker *w, char *frame, size_t
         .result_cap = w->params.result_cap + REPLY_ERROR_MAX,
         .disk_cap = w->disk_cap,
         .cancel_fd = w->chan,
+        .asleep_fd = w->chan,
         .sigchld_fd = w->sigchld[0],
     };
     struct run run;

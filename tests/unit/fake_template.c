@@ -9,7 +9,8 @@
  *              200 with its pid as the body, its next SPARE in the same write
  *              (the pool reads both at once: a spare ready when the answer is);
  *              a request whose script is "hold" is never answered (a long
- *              script), and its worker waits for its channel to close
+ *              script), and its worker waits for its channel to close; one
+ *              whose script is "nap" is answered after an IPC_ASLEEP
  *   late       the same, but SPARE comes 2 ms after the answer, in a write of
  *              its own (a worker still forking when the next job comes)
  *   fail0      as echo, but the worker of slot 0 answers 500 internal
@@ -65,8 +66,9 @@ static void worker(const char *mode, uint32_t slot, int chan)
             _exit(0);
         struct ipc_request rq;
         struct ipc_request_data d;
-        bool hold = hdr.kind == IPC_REQUEST && !ipc_request_split(frame, hdr.len, &rq, &d) &&
-                    d.script_len == 4 && !memcmp(d.script, "hold", 4);
+        bool split = hdr.kind == IPC_REQUEST && !ipc_request_split(frame, hdr.len, &rq, &d);
+        bool hold = split && d.script_len == 4 && !memcmp(d.script, "hold", 4);
+        bool nap = split && d.script_len == 3 && !memcmp(d.script, "nap", 3);
         ipc_free(frame, hdr.len);
         if (hdr.kind != IPC_REQUEST)
             continue;
@@ -76,6 +78,8 @@ static void worker(const char *mode, uint32_t slot, int chan)
             _exit(0);
         }
         if (echo) {
+            if (nap && ipc_write(chan, IPC_ASLEEP, NULL, 0))
+                _exit(0);
             if (echo_reply(chan, fail ? 500 : 200, !late))
                 _exit(0);
             if (late && (usleep(2000) || ipc_write(chan, IPC_SPARE, NULL, 0)))

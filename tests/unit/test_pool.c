@@ -216,12 +216,16 @@ static void test_dispatch_prefers_the_latest_spare(void **state)
 }
 
 /* A worker still forking its next child when the next job comes is passed
- * over for an idle one (run_sequence checks it). */
+ * over for an idle one (run_sequence checks it); but after the first round
+ * only the two (--warm-workers) that served last take turns, each job
+ * waiting for its worker's next child rather than waking one of the other
+ * two, whose children are ready. */
 static void test_dispatch_passes_over_a_worker_still_forking(void **state)
 {
     (void)state;
     struct sequence q;
     run_sequence(&q, "late");
+    assert_int_equal(distinct(q.pids + 4, 8), 2);
 }
 
 /* A worker that answered 500 (the service's failure) ranks last among the
@@ -255,6 +259,28 @@ static void on_held_done(struct pool_job *job, int status, const char *type, con
 {
     (void)job, (void)type, (void)body, (void)len;
     assert_int_equal(status, 503); /* only the shutdown answers it */
+}
+
+/* A worker may say its script sleeps (IPC_ASLEEP) before it answers: the
+ * job is answered as usual, the worker is not taken for a broken one. */
+static void test_asleep_is_part_of_a_run(void **state)
+{
+    (void)state;
+    struct harness h;
+    start(&h, "echo", 2, 10000);
+    pool_set_callbacks(h.pool, on_ready_stop, on_fatal, &h);
+    uv_run(&h.loop, UV_RUN_DEFAULT);
+    assert_false(h.timed_out);
+    h.job.frame = ipc_request_new(1000, 100, "nap", 3, NULL, 0, &h.job.frame_len);
+    h.job.done = on_done;
+    assert_int_equal(pool_submit(h.pool, &h.job), 0);
+    uv_run(&h.loop, UV_RUN_DEFAULT);
+    assert_false(h.timed_out);
+    assert_int_equal(h.status, 200);
+    struct pool_stats st;
+    pool_get_stats(h.pool, &st);
+    assert_int_equal(st.ready, 2);
+    finish(&h);
 }
 
 /* 4 workers, 1 kept warm: once idle for --worker-idle-ms the other 3 exit
@@ -309,6 +335,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_dispatch_prefers_the_latest_spare),
         cmocka_unit_test(test_dispatch_passes_over_a_worker_still_forking),
         cmocka_unit_test(test_a_failing_worker_ranks_last),
+        cmocka_unit_test(test_asleep_is_part_of_a_run),
         cmocka_unit_test(test_parked_workers_start_on_demand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,11 +29,15 @@ static int sigchld_pipe[2] = {-1, -1};
 /* The temp dir cap run_script's runs measure against; 0: none (a tmpfs). */
 static long long disk_cap;
 static int cancel_pipe[2] = {-1, -1};
+/* The acceptor's end of where the runs say IPC_ASLEEP, and how many they said. */
+static int asleep_pair[2] = {-1, -1};
+static int asleep_frames;
 
 static int setup(void **state)
 {
     (void)state;
-    if (pipe2(cancel_pipe, O_CLOEXEC))
+    if (pipe2(cancel_pipe, O_CLOEXEC) ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, asleep_pair))
         return -1;
     return reap_signal_pipe(sigchld_pipe); /* as the worker does */
 }
@@ -85,6 +90,7 @@ enum script {
     FORGED_ALONE,     /* START, forged RESULT, exit 0: the script's own choice */
     HALF_THEN_CLOSE,  /* START, half a frame, the channel closed, waits to be killed */
     GARBAGE_HEADER,   /* START, a header no frame has, waits to be killed */
+    SLEEPER,          /* START, sleeps until killed */
 };
 
 static _Noreturn void fake_child(enum script s, int res)
@@ -172,6 +178,10 @@ static _Noreturn void fake_child(enum script s, int res)
         for (;;)
             pause();
     }
+    case SLEEPER:
+        say(res, IPC_START, NULL);
+        for (;;)
+            pause();
     }
     _exit(99);
 }
@@ -209,11 +219,19 @@ static void run_script(enum script s, uint32_t timeout_ms, struct run *run)
                                   .result_cap = 4096,
                                   .disk_cap = disk_cap,
                                   .cancel_fd = cancel_pipe[0],
+                                  .asleep_fd = asleep_pair[1],
                                   .sigchld_fd = sigchld_pipe[0]};
     size_t len;
     char *frame = ipc_request_new(timeout_ms, 64, "x", 1, NULL, 0, &len);
     supervise_run(&c, frame, len, &sp, run);
     ipc_free(frame, len);
+    struct ipc_hdr said;
+    asleep_frames = 0;
+    while (recv(asleep_pair[0], &said, sizeof(said), MSG_DONTWAIT) == sizeof(said)) {
+        assert_int_equal(said.kind, IPC_ASLEEP);
+        assert_int_equal(said.len, 0);
+        asleep_frames++;
+    }
     child_close_fds(&c);
     if (run->killed) { /* stopped at its result: dying, reaped by the caller */
         assert_false(run->reaped);
@@ -245,6 +263,22 @@ static void test_honest_child(void **state)
     assert_int_equal(run.end, RUN_RESULT);
     assert_string_equal(run.result, ok);
     assert_true(run.cpu_us >= 50000);
+    run_free(&run);
+}
+
+/* A script that sleeps is reported once (the acceptor then stops counting
+ * it against --warm-workers); one that runs (or waits for a CPU) never. */
+static void test_a_sleeping_script_is_reported(void **state)
+{
+    (void)state;
+    struct run run;
+    run_script(SLEEPER, 100, &run);
+    assert_int_equal(run.end, RUN_TIMEOUT);
+    assert_int_equal(asleep_frames, 1);
+    run_free(&run);
+    run_script(HONEST, 30000, &run); /* 60 ms of CPU, past IPC_SHORT_MS */
+    assert_int_equal(run.end, RUN_RESULT);
+    assert_int_equal(asleep_frames, 0);
     run_free(&run);
 }
 
@@ -341,6 +375,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_honest_child),
         cmocka_unit_test(test_stats_are_the_kernels),
+        cmocka_unit_test(test_a_sleeping_script_is_reported),
         cmocka_unit_test(test_an_unmeasurable_temp_dir_is_over_its_cap),
         cmocka_unit_test(test_setup_failures_before_start),
         cmocka_unit_test(test_script_exit_codes_stay_the_scripts),
