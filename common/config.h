@@ -11,16 +11,19 @@
  * worker refuses. */
 #define CONFIG_BODY_KB_MAX 131072
 
+/* The most workers: the acceptor's per-dispatch scratch arrays are this long. */
+#define CONFIG_WORKERS_MAX 256
+
 /* X(field, flag, env, default, min, max, help)
  * Per-request fields (timeout_ms, memory_mb) may only lower the server's value:
  * the server's value is the cap. workers = 0 means "from CPUs and memory",
  * warm_workers = 0 "from CPUs", both resolved in the acceptor by server/budget.c. */
 #define CONFIG_INTS(X)                                                                             \
     X(port, "port", "PORT", 8080, 0, 65535, "TCP port to listen on (0: any free port)")            \
-    X(workers, "workers", "PYEXEC_WORKERS", 0, 0, 256,                                             \
+    X(workers, "workers", "PYEXEC_WORKERS", 0, 0, CONFIG_WORKERS_MAX,                              \
       "worker processes, each running one script at a time; 0 = 8 per CPU, fewer where memory is " \
       "short")                                                                                     \
-    X(warm_workers, "warm-workers", "PYEXEC_WARM_WORKERS", 0, 0, 256,                              \
+    X(warm_workers, "warm-workers", "PYEXEC_WARM_WORKERS", 0, 0, CONFIG_WORKERS_MAX,               \
       "workers kept running while idle; the others stop after --worker-idle-ms without a request " \
       "and start again when requests wait; 0 = one per CPU, at least 2 (at most --workers)")       \
     X(worker_idle_ms, "worker-idle-ms", "PYEXEC_WORKER_IDLE_MS", 10000, 1000, 86400000,            \

@@ -21,7 +21,7 @@
  *                                        request sent now starts at once (after READY and
  *                                        each REPLY whose next child came up)
  * IPC_ASLEEP   worker -> acceptor        empty: the running script was found asleep (at most
- *                                        once a request, before its REPLY; see IPC_SHORT_MS)
+ *                                        once a child, before the REPLY; see IPC_SHORT_MS)
  * IPC_START    child -> worker           empty: request read, the script runs now;
  *                                        non-empty: why its set-up failed (it then exits)
  * IPC_RESULT   child -> worker           outcome JSON (embed_run's); believed only as the
@@ -48,12 +48,15 @@ enum ipc_kind {
 };
 
 /* A script just sent counts against the acceptor's --warm-workers for
- * IPC_SHORT_MS (server/queue.c), or less: from IPC_ASLEEP_FIRST_MS after its
- * start, every IPC_ASLEEP_EVERY_MS, its worker looks whether it sleeps, and
- * says so once (IPC_ASLEEP). Why: short scripts gain nothing from running more
- * at once than there are CPUs; one that runs, or waits for a CPU, holds its
- * place; one that sleeps (time.sleep, a lock) does not hold the others back,
- * and a CPU loop holds them back by IPC_SHORT_MS at most. */
+ * IPC_SHORT_MS (server/queue.c), or less: from IPC_ASLEEP_FIRST_MS after the
+ * acceptor sent it (or as soon as its child has it, if the worker was still
+ * readying that child), every IPC_ASLEEP_EVERY_MS, the worker looks whether
+ * it sleeps, and says so once (IPC_ASLEEP). Why: short scripts gain
+ * nothing from running more at once than there are CPUs; one that runs, or
+ * waits for a CPU, holds its place; one that sleeps (time.sleep, a lock)
+ * does not hold the others back, and a CPU loop holds them back by
+ * IPC_SHORT_MS at most. A script of several threads is never found asleep
+ * (common/priority.h): it counts for IPC_SHORT_MS. */
 #define IPC_SHORT_MS        20
 #define IPC_ASLEEP_FIRST_MS 5
 #define IPC_ASLEEP_EVERY_MS 3
@@ -70,6 +73,7 @@ struct ipc_request {
     uint32_t input_len;
     uint32_t stdin_len;
     uint32_t files_len; /* bytes of input file records, each an ipc_file then path, data */
+    uint64_t sent_ns;   /* the acceptor's uv_hrtime() (CLOCK_MONOTONIC) at dispatch; 0: unsaid */
 };
 
 /* One input file in an IPC_REQUEST: path_len bytes of path (relative,

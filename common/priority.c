@@ -63,9 +63,10 @@ int priority_demote(pid_t pid)
     return setpriority(PRIO_PROCESS, pid, PRIORITY_LONG_NICE) ? -errno : 0;
 }
 
-/* Fields of /proc/PID/stat: state (field 3) and utime + stime (fields 14
- * and 15) in clock ticks. Returns 0 or -1 if it cannot be read. */
-static int read_stat(pid_t pid, char *state, unsigned long long *ticks)
+/* Fields of /proc/PID/stat: state (field 3, its first thread's), utime +
+ * stime (fields 14 and 15) in clock ticks, and num_threads (field 20).
+ * Returns 0 or -1 if it cannot be read. */
+static int read_stat(pid_t pid, char *state, unsigned long long *ticks, long *threads)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -84,12 +85,15 @@ static int read_stat(pid_t pid, char *state, unsigned long long *ticks)
         return -1;
     *state = p[2];
     unsigned long long utime = 0, stime = 0;
-    for (int field = 3; field <= 15 && p; field++) {
+    *threads = 0;
+    for (int field = 3; field <= 20 && p; field++) {
         p = strchr(p + 1, ' ');
         if (p && field == 14)
             utime = strtoull(p + 1, NULL, 10);
         else if (p && field == 15)
             stime = strtoull(p + 1, NULL, 10);
+        else if (p && field == 20)
+            *threads = strtol(p + 1, NULL, 10);
     }
     *ticks = utime + stime;
     return p ? 0 : -1;
@@ -99,8 +103,8 @@ int64_t priority_cpu_ms(pid_t pid)
 {
     char state;
     unsigned long long ticks;
-    long hz = sysconf(_SC_CLK_TCK);
-    if (read_stat(pid, &state, &ticks) || hz <= 0)
+    long threads, hz = sysconf(_SC_CLK_TCK);
+    if (read_stat(pid, &state, &ticks, &threads) || hz <= 0)
         return -1;
     return (int64_t)(ticks * 1000 / hz);
 }
@@ -109,9 +113,12 @@ int priority_asleep(pid_t pid)
 {
     char state;
     unsigned long long ticks;
-    if (read_stat(pid, &state, &ticks))
+    long threads;
+    if (read_stat(pid, &state, &ticks, &threads))
         return -1;
-    return state == 'S';
+    /* The state is the first thread's: with more, it may sleep in join()
+     * or on the GIL while another burns CPU. */
+    return state == 'S' && threads == 1;
 }
 
 int64_t priority_oom_kills(void)

@@ -48,8 +48,10 @@ int priority_demote(pid_t pid);
  * /proc/PID/stat), or -1 if it cannot be read. */
 int64_t priority_cpu_ms(pid_t pid);
 
-/* Whether pid sleeps now (state S in /proc/PID/stat: time.sleep, a pipe, a
- * lock): 1, 0 (running, or waiting for a CPU), or -1 if it cannot be read. */
+/* Whether pid sleeps now: one thread, in state S in /proc/PID/stat
+ * (time.sleep, a pipe, a lock): 1; 0 if it runs, waits for a CPU or has more
+ * threads (which /proc/PID/stat cannot tell apart); -1 if it cannot be
+ * read. */
 int priority_asleep(pid_t pid);
 
 /* The kernel's count of processes its OOM killer has killed since boot

@@ -16,7 +16,8 @@
  *     chan: SOCK_STREAM socketpair, ipc.h frames:
  *       acceptor → worker  IPC_REQUEST (one at a time), IPC_CANCEL
  *       worker → acceptor  IPC_READY (once), IPC_REPLY (one per REQUEST),
- *                          IPC_SPARE (its next child is forked and ready)
+ *                          IPC_SPARE (its next child is forked and ready),
+ *                          IPC_ASLEEP (the running script sleeps)
  *                          │ fork, one child per request, the next one forked
  *                          ▼ ahead of time (the "spare")
  *                        CHILD: fd 0 ◀ request pipe: IPC_REQUEST

@@ -35,7 +35,7 @@ struct pool_slot {
     bool chan_open;
     struct pool_job *job; /* BUSY: the job it serves, NULL if cancelled */
     uint64_t idle_since;  /* uv_hrtime() when it last became idle */
-    uint64_t busy_since;  /* BUSY: uv_hrtime() when its job was sent */
+    uint64_t busy_since;  /* uv_hrtime() when its last job was sent (queue.c) */
     bool asleep;          /* BUSY: its worker found the script asleep (IPC_ASLEEP) */
     bool spare;           /* its next child is ready (IPC_SPARE since its last REPLY) */
     bool served;          /* it has been sent a request since its READY */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,10 +79,22 @@ static void on_sweep(uv_timer_t *t)
         uv_timer_stop(&p->sweep_timer);
 }
 
-/* A worker that may be "hot": it serves, and its last answer was not a 5xx. */
-static bool serving(const struct pool_slot *s)
+#define SHORT_NS ((uint64_t)IPC_SHORT_MS * 1000000)
+
+/* A job that still holds back the next ones (queue_room): sent within
+ * SHORT_NS and not found asleep; ipc.h (IPC_SHORT_MS) says why. */
+static bool counts(const struct pool_slot *s, uint64_t now)
 {
-    return s->served && !s->failed && (s->state == SLOT_IDLE || s->state == SLOT_BUSY);
+    return s->state == SLOT_BUSY && !s->asleep && now - s->busy_since < SHORT_NS;
+}
+
+/* A worker that may be "hot": idle, or busy with a job that still counts,
+ * and its last answer was not a 5xx. A long or sleeping script's worker
+ * gives up its place, so that jobs one at a time go to two idle workers in
+ * turn. */
+static bool may_be_hot(const struct pool_slot *s, uint64_t now)
+{
+    return s->served && !s->failed && (s->state == SLOT_IDLE || counts(s, now));
 }
 
 static int later_first(const void *a, const void *b)
@@ -90,16 +103,16 @@ static int later_first(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-/* When the job was sent that made the last --warm-workers serving workers to
- * get one (0: none yet). A serving worker sent a job since then is "hot".
- * Two at least: one job at a time then never waits for a worker's next
- * child, the other one's being ready. */
-static uint64_t hot_since(const struct pool *p)
+/* When the last of the --warm-workers (at least 2) workers that may be hot
+ * and were sent a job last got theirs (0: none yet): those workers are
+ * "hot". At least two, so that one job at a time never waits for a
+ * worker's next child: the other one's is ready. */
+static uint64_t hot_since(const struct pool *p, uint64_t now)
 {
     unsigned warm = p->cfg->warm_workers > 2 ? p->cfg->warm_workers : 2, n = 0;
-    uint64_t sent[p->nslots]; /* at most 256 (config.h) */
+    uint64_t sent[CONFIG_WORKERS_MAX];
     for (unsigned i = 0; i < p->nslots; i++)
-        if (serving(&p->slots[i]))
+        if (may_be_hot(&p->slots[i], now))
             sent[n++] = p->slots[i].busy_since;
     if (!n)
         return 0;
@@ -107,9 +120,9 @@ static uint64_t hot_since(const struct pool *p)
     return sent[(n < warm ? n : warm) - 1];
 }
 
-static bool hot(const struct pool_slot *s, uint64_t since)
+static bool hot(const struct pool_slot *s, uint64_t since, uint64_t now)
 {
-    return serving(s) && since && s->busy_since >= since;
+    return since && may_be_hot(s, now) && s->busy_since >= since;
 }
 
 /* Which idle worker takes the next job:
@@ -119,25 +132,25 @@ static bool hot(const struct pool_slot *s, uint64_t since)
  *    once;
  *  - then one whose last answer was not a 5xx: a broken worker (answering
  *    at once, so always idle) would otherwise fail every job it is offered;
- *  - then a hot one (one of the --warm-workers sent a job last), even if its
- *    next child is not ready yet: the job waits for it (a few ms on a busy
- *    machine), but short scripts take turns on as few workers as run at once
- *    (queue_room) and the rest go cold, to be parked (pool.c), rather than
- *    each being woken now and then for a job that found the hot ones' spares
- *    not ready;
+ *  - then a hot one (hot_since), even if its next child is not ready yet:
+ *    the job waits for it (a few ms on a busy machine), but short scripts
+ *    take turns on as few workers as run at once (queue_room) and the rest
+ *    go cold, to be parked (pool.c), rather than each being woken now and
+ *    then for a job that found the hot ones' spares not ready;
  *  - then one whose next child is ready (IPC_SPARE): the job starts at once;
  *  - among those, the one whose spare came last: its memory and page tables
  *    are the likeliest still in the CPU's caches;
  *  - with no spare ready, the one idle the longest: nearest the end of its
  *    fork. */
-static bool better(const struct pool_slot *a, const struct pool_slot *b, uint64_t since)
+static bool better(const struct pool_slot *a, const struct pool_slot *b, uint64_t since,
+                   uint64_t now)
 {
     if (a->served != b->served)
         return !a->served;
     if (a->failed != b->failed)
         return !a->failed;
-    if (hot(a, since) != hot(b, since))
-        return hot(a, since);
+    if (hot(a, since, now) != hot(b, since, now))
+        return hot(a, since, now);
     if (a->spare != b->spare)
         return a->spare;
     if (!a->spare)
@@ -145,13 +158,13 @@ static bool better(const struct pool_slot *a, const struct pool_slot *b, uint64_
     return a->spare_since > b->spare_since;
 }
 
-static struct pool_slot *pick_worker(struct pool *p)
+static struct pool_slot *pick_worker(struct pool *p, uint64_t now)
 {
-    uint64_t since = hot_since(p);
+    uint64_t since = hot_since(p, now);
     struct pool_slot *best = NULL;
     for (unsigned i = 0; i < p->nslots; i++) {
         struct pool_slot *s = &p->slots[i];
-        if (s->state == SLOT_IDLE && (!best || better(s, best, since)))
+        if (s->state == SLOT_IDLE && (!best || better(s, best, since, now)))
             best = s;
     }
     return best;
@@ -166,17 +179,14 @@ static uint64_t job_memory_mb(const struct pool *p, const struct pool_job *j)
     return budget_script_mb(p->budget, rq.memory_mb);
 }
 
-#define SHORT_NS ((uint64_t)IPC_SHORT_MS * 1000000)
-
 static void on_room_due(uv_timer_t *t)
 {
     dispatch(t->data);
 }
 
 /* How many more jobs may start now: --warm-workers (one per CPU) less the
- * jobs that still count, those started within SHORT_NS and not found asleep
- * (ipc.h, IPC_SHORT_MS, says why); *oldest: when the first of those started
- * (now if none). Each worker kept busy is also one more that stays out of
+ * jobs that still count (counts()); *oldest: when the first of those was
+ * sent (now if none). Each worker kept busy is also one more that stays out of
  * the parked ones (pool.c) and makes every fork dearer. A burst of long
  * scripts gets every worker as fast as parked ones start. */
 static unsigned queue_room(const struct pool *p, uint64_t now, uint64_t *oldest)
@@ -185,7 +195,7 @@ static unsigned queue_room(const struct pool *p, uint64_t now, uint64_t *oldest)
     *oldest = now;
     for (unsigned i = 0; i < p->nslots; i++) {
         const struct pool_slot *s = &p->slots[i];
-        if (s->state == SLOT_BUSY && !s->asleep && now - s->busy_since < SHORT_NS) {
+        if (counts(s, now)) {
             young++;
             *oldest = s->busy_since < *oldest ? s->busy_since : *oldest;
         }
@@ -217,7 +227,7 @@ void dispatch(struct pool *p)
     uint64_t now = uv_hrtime(), oldest;
     unsigned room = queue_room(p, now, &oldest);
     struct pool_slot *s;
-    while (p->head && room && (s = pick_worker(p))) {
+    while (p->head && room && (s = pick_worker(p, now))) {
         struct pool_job *j = p->head;
         /* First come, first served: the oldest job waits for memory to come
          * free rather than being overtaken by smaller ones. */
@@ -245,6 +255,7 @@ void dispatch(struct pool *p)
             break;
         }
         memcpy(copy, j->frame, j->frame_len);
+        memcpy(copy + offsetof(struct ipc_request, sent_ns), &now, sizeof(now));
         slot_send(s, IPC_REQUEST, copy, j->frame_len);
     }
     if (p->head && !room) /* dispatch again when the oldest young job stops counting */

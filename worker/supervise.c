@@ -339,9 +339,13 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
     };
 
     double next_disk_check = now_ms() + DISK_CHECK_MS;
-    /* When to look next whether the script sleeps (IPC_ASLEEP); 0 once said,
-     * or once it no longer counts anyway. */
-    double start = now_ms(), asleep_at = sp->asleep_fd >= 0 ? start + IPC_ASLEEP_FIRST_MS : 0;
+    /* When to look next whether the script sleeps (IPC_ASLEEP), on the
+     * acceptor's clock (from when it sent the job, which may have waited for
+     * this child); 0 once said, or once it no longer counts anyway. */
+    double begin = now_ms(), sent = sp->sent_ms > 0 && sp->sent_ms < begin ? sp->sent_ms : begin;
+    double asleep_at = sp->asleep_fd > 0 ? sent + IPC_ASLEEP_FIRST_MS : 0;
+    if (asleep_at && asleep_at < begin)
+        asleep_at = begin < sent + IPC_SHORT_MS ? begin : 0;
     /* When the child may first have used PRIORITY_LONG_CPU_MS of CPU; 0 once
      * it has been demoted. */
     double demote_at = now_ms() + PRIORITY_LONG_CPU_MS;
@@ -370,7 +374,7 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
                 asleep_at = 0;
             } else {
                 asleep_at = now + IPC_ASLEEP_EVERY_MS;
-                if (asleep_at >= start + IPC_SHORT_MS)
+                if (asleep_at >= sent + IPC_SHORT_MS)
                     asleep_at = 0;
             }
         }

@@ -54,7 +54,8 @@ struct supervise_params {
     size_t output_cap; /* each of stdout and stderr */
     size_t result_cap; /* the result frame's payload: the value's cap and room for an error */
     int cancel_fd;     /* readable: a frame from the acceptor (IPC_CANCEL) or EOF */
-    int asleep_fd;     /* >= 0: where IPC_ASLEEP goes (the acceptor's channel) */
+    int asleep_fd;     /* > 0: where IPC_ASLEEP goes (the acceptor's channel); 0: nowhere */
+    double sent_ms;    /* CLOCK_MONOTONIC ms when the acceptor sent the request; 0: unknown */
     int sigchld_fd;    /* readable: some child changed state */
     /* > 0: the temp dir's cap in bytes, enforced by measuring it every
      * 10 ms (where no tmpfs of that size enforces it already): a script can

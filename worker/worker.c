@@ -90,10 +90,10 @@ static void retire(struct worker *w, struct child *c, const struct run *run)
 }
 
 /* Between requests: fork the next child, wait for it to be ready, and tell
- * the acceptor (IPC_SPARE), which sends its next request to the worker whose
- * spare came last. A spare that fails its set-up is not announced: the
- * acceptor then prefers the other workers, and the next request forks again.
- * 0, or -errno when the channel is gone. */
+ * the acceptor (IPC_SPARE), which prefers workers whose spare is ready
+ * (server/queue.c says in what order). A spare that fails its set-up is not
+ * announced, and the next request forks again. 0, or -errno when the
+ * channel is gone. */
 static int prepare_next(struct worker *w)
 {
     spawn_spare(w);
@@ -164,6 +164,7 @@ static __attribute__((noinline)) int serve(struct worker *w, char *frame, size_t
         .disk_cap = w->disk_cap,
         .cancel_fd = w->chan,
         .asleep_fd = w->chan,
+        .sent_ms = rq.sent_ns / 1e6,
         .sigchld_fd = w->sigchld[0],
     };
     struct run run;

@@ -10,7 +10,8 @@
  *              (the pool reads both at once: a spare ready when the answer is);
  *              a request whose script is "hold" is never answered (a long
  *              script), and its worker waits for its channel to close; one
- *              whose script is "nap" is answered after an IPC_ASLEEP
+ *              whose script is "nap" is answered after an IPC_ASLEEP, one
+ *              whose script is "naphold" held after it
  *   late       the same, but SPARE comes 2 ms after the answer, in a write of
  *              its own (a worker still forking when the next job comes)
  *   fail0      as echo, but the worker of slot 0 answers 500 internal
@@ -67,19 +68,20 @@ static void worker(const char *mode, uint32_t slot, int chan)
         struct ipc_request rq;
         struct ipc_request_data d;
         bool split = hdr.kind == IPC_REQUEST && !ipc_request_split(frame, hdr.len, &rq, &d);
-        bool hold = split && d.script_len == 4 && !memcmp(d.script, "hold", 4);
-        bool nap = split && d.script_len == 3 && !memcmp(d.script, "nap", 3);
+        bool nap = split && d.script_len >= 3 && !memcmp(d.script, "nap", 3);
+        bool hold =
+            split && d.script_len == (nap ? 7u : 4u) && !memcmp(d.script + 3 * nap, "hold", 4);
         ipc_free(frame, hdr.len);
         if (hdr.kind != IPC_REQUEST)
             continue;
+        if (nap && ipc_write(chan, IPC_ASLEEP, NULL, 0))
+            _exit(0);
         if (hold) {
             while (!ipc_read(chan, 1 << 20, &hdr, &frame))
                 ipc_free(frame, hdr.len); /* a CANCEL: still held */
             _exit(0);
         }
         if (echo) {
-            if (nap && ipc_write(chan, IPC_ASLEEP, NULL, 0))
-                _exit(0);
             if (echo_reply(chan, fail ? 500 : 200, !late))
                 _exit(0);
             if (late && (usleep(2000) || ipc_write(chan, IPC_SPARE, NULL, 0)))

@@ -1,8 +1,9 @@
 /* server/pool.c against a misbehaving template and workers (fake_template.c):
  * a malformed reply is answered 500, never left hanging; workers that fail
  * during set-up are restarted with a growing delay, not in a tight loop; jobs
- * go to the workers whose next child is ready, the most recent first; idle
- * workers beyond the warm ones exit and start again when a job needs them. */
+ * go to the few workers sent one last, then to those whose next child is
+ * ready; a script found asleep holds no place; idle workers beyond the warm
+ * ones exit and start again when a job needs them. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include "common/config.h"
 #include "common/ipc.h"
 #include "server/pool.h"
+#include "server/pool_state.h"
 
 static char fake[4096];
 
@@ -27,6 +29,7 @@ struct harness {
     uv_timer_t deadline;
     struct pool_job job;
     int status; /* the job's answer, 0 until done */
+    long pid;   /* the fake worker's answer: its pid */
     char type[32];
     bool timed_out, submitted;
 };
@@ -35,8 +38,9 @@ static void on_done(struct pool_job *job, int status, const char *type, const ch
                     size_t len)
 {
     struct harness *h = (struct harness *)((char *)job - offsetof(struct harness, job));
-    (void)body;
-    (void)len;
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%.*s", (int)(len < 15 ? len : 15), body);
+    h->pid = atol(pid);
     h->status = status;
     snprintf(h->type, sizeof(h->type), "%s", type);
     uv_stop(&h->loop);
@@ -254,6 +258,15 @@ static void on_ready_stop(void *data)
     uv_stop(&((struct harness *)data)->loop);
 }
 
+/* start_pool, then run the loop until every worker is ready. */
+static void start_ready(struct harness *h, const char *mode, int workers, int warm, int queue)
+{
+    start_pool(h, mode, workers, warm, queue, 10000);
+    pool_set_callbacks(h->pool, on_ready_stop, on_fatal, h);
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+    assert_false(h->timed_out);
+}
+
 static void on_held_done(struct pool_job *job, int status, const char *type, const char *body,
                          size_t len)
 {
@@ -267,10 +280,7 @@ static void test_asleep_is_part_of_a_run(void **state)
 {
     (void)state;
     struct harness h;
-    start(&h, "echo", 2, 10000);
-    pool_set_callbacks(h.pool, on_ready_stop, on_fatal, &h);
-    uv_run(&h.loop, UV_RUN_DEFAULT);
-    assert_false(h.timed_out);
+    start_ready(&h, "echo", 2, 2, 64);
     h.job.frame = ipc_request_new(1000, 100, "nap", 3, NULL, 0, &h.job.frame_len);
     h.job.done = on_done;
     assert_int_equal(pool_submit(h.pool, &h.job), 0);
@@ -283,6 +293,56 @@ static void test_asleep_is_part_of_a_run(void **state)
     finish(&h);
 }
 
+/* Submit a script and run the loop until it is answered: the worker's pid. */
+static long serve_one(struct harness *h, const char *script)
+{
+    h->status = 0;
+    h->job.frame = ipc_request_new(1000, 100, script, strlen(script), NULL, 0, &h->job.frame_len);
+    h->job.done = on_done;
+    assert_int_equal(pool_submit(h->pool, &h->job), 0);
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+    assert_false(h->timed_out);
+    assert_int_equal(h->status, 200);
+    return h->pid;
+}
+
+/* One worker kept warm, every worker's next child late (still forking when
+ * the next job comes). A script found asleep no longer holds a place: the
+ * next job starts at once, not IPC_SHORT_MS later; nor is its worker one of
+ * the hot two, so jobs one at a time still go to two idle workers in turn,
+ * never twice running to the one that just answered. */
+static void test_a_sleeping_script_holds_no_place(void **state)
+{
+    (void)state;
+    struct harness h;
+    start_ready(&h, "late", 4, 1, 64);
+    for (int i = 0; i < 4; i++) /* every worker served: none is preferred for that */
+        serve_one(&h, "x");
+
+    struct pool_job napper = {.done = on_held_done};
+    napper.frame = ipc_request_new(1000, 100, "naphold", 7, NULL, 0, &napper.frame_len);
+    assert_int_equal(pool_submit(h.pool, &napper), 0);
+    assert_non_null(napper.slot);
+    while (!napper.slot->asleep && !h.timed_out)
+        uv_run(&h.loop, UV_RUN_ONCE); /* each turn waits for an event: a frame */
+    assert_false(h.timed_out);
+
+    h.job.frame = ipc_request_new(1000, 100, "x", 1, NULL, 0, &h.job.frame_len);
+    h.job.done = on_done;
+    assert_int_equal(pool_submit(h.pool, &h.job), 0);
+    assert_non_null(h.job.slot); /* sent at once: the sleeper counts no more */
+    uv_run(&h.loop, UV_RUN_DEFAULT);
+    assert_int_equal(h.status, 200);
+
+    long pids[8];
+    for (int i = 0; i < 8; i++)
+        pids[i] = serve_one(&h, "x");
+    for (int i = 1; i < 8; i++)
+        assert_true(pids[i] != pids[i - 1]);
+    assert_int_equal(distinct(pids, 8), 2);
+    finish(&h);
+}
+
 /* 4 workers, 1 kept warm: once idle for --worker-idle-ms the other 3 exit
  * (parked). A script that runs long holds the warm one; the next job is not
  * left waiting for it: after SHORT_NS a parked worker starts and answers it,
@@ -292,10 +352,7 @@ static void test_parked_workers_start_on_demand(void **state)
 {
     (void)state;
     struct harness h;
-    start_pool(&h, "echo", 4, 1, 0, 10000);
-    pool_set_callbacks(h.pool, on_ready_stop, on_fatal, &h);
-    uv_run(&h.loop, UV_RUN_DEFAULT);
-    assert_false(h.timed_out);
+    start_ready(&h, "echo", 4, 1, 0);
     pool_start_parking(h.pool);
     while (parked(h.pool) < 3 && !h.timed_out)
         uv_run(&h.loop, UV_RUN_ONCE); /* each turn waits for an event: the park timer's */
@@ -336,6 +393,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_dispatch_passes_over_a_worker_still_forking),
         cmocka_unit_test(test_a_failing_worker_ranks_last),
         cmocka_unit_test(test_asleep_is_part_of_a_run),
+        cmocka_unit_test(test_a_sleeping_script_holds_no_place),
         cmocka_unit_test(test_parked_workers_start_on_demand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

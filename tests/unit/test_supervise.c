@@ -91,6 +91,7 @@ enum script {
     HALF_THEN_CLOSE,  /* START, half a frame, the channel closed, waits to be killed */
     GARBAGE_HEADER,   /* START, a header no frame has, waits to be killed */
     SLEEPER,          /* START, sleeps until killed */
+    JOINER,           /* START, joins a thread that burns CPU, RESULT, waits to be killed */
 };
 
 static _Noreturn void fake_child(enum script s, int res)
@@ -182,6 +183,15 @@ static _Noreturn void fake_child(enum script s, int res)
         say(res, IPC_START, NULL);
         for (;;)
             pause();
+    case JOINER: {
+        say(res, IPC_START, NULL);
+        pthread_t t;
+        pthread_create(&t, NULL, burner, NULL); /* 80 ms of CPU */
+        pthread_join(t, NULL);
+        say(res, IPC_RESULT, ok);
+        for (;;)
+            pause();
+    }
     }
     _exit(99);
 }
@@ -267,7 +277,8 @@ static void test_honest_child(void **state)
 }
 
 /* A script that sleeps is reported once (the acceptor then stops counting
- * it against --warm-workers); one that runs (or waits for a CPU) never. */
+ * it against --warm-workers); one that runs (or waits for a CPU) never, nor
+ * one whose first thread sleeps in join() while another burns CPU. */
 static void test_a_sleeping_script_is_reported(void **state)
 {
     (void)state;
@@ -277,6 +288,10 @@ static void test_a_sleeping_script_is_reported(void **state)
     assert_int_equal(asleep_frames, 1);
     run_free(&run);
     run_script(HONEST, 30000, &run); /* 60 ms of CPU, past IPC_SHORT_MS */
+    assert_int_equal(run.end, RUN_RESULT);
+    assert_int_equal(asleep_frames, 0);
+    run_free(&run);
+    run_script(JOINER, 30000, &run);
     assert_int_equal(run.end, RUN_RESULT);
     assert_int_equal(asleep_frames, 0);
     run_free(&run);
