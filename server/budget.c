@@ -152,7 +152,7 @@ int budget_plan_for(struct config *cfg, struct budget *b, uint64_t limit_mb, lon
             ((long)limit_mb - BUDGET_BASE_MB - (long)b->tmp_mb - floor) / BUDGET_WORKER_MB;
         long n = by_cpu < by_memory ? by_cpu : by_memory;
         n = n < by_floor ? n : by_floor;
-        cfg->workers = n < 2 ? 2 : n > 256 ? 256 : n;
+        cfg->workers = n < 2 ? 2 : n > CONFIG_WORKERS_MAX ? CONFIG_WORKERS_MAX : n;
     }
     if (cfg->warm_workers == 0)
         cfg->warm_workers = cpus > 2 ? cpus : 2;

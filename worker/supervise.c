@@ -323,6 +323,13 @@ static bool read_channel(const struct child *c, const struct supervise_params *s
     return true;
 }
 
+/* The poll timeout left (ms), shortened to wake just past at (0: nothing
+ * due). */
+static int sooner(int left, double at, double now)
+{
+    return at && left > at - now ? (int)(at - now) + 1 : left;
+}
+
 /* Until the child exits (or is stopped: deadline, cancel, a cap). */
 static void collect(struct child *c, const struct supervise_params *sp, struct run *run,
                     double deadline)
@@ -343,9 +350,9 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
      * acceptor's clock (from when it sent the job, which may have waited for
      * this child); 0 once said, or once it no longer counts anyway. */
     double begin = now_ms(), sent = sp->sent_ms > 0 && sp->sent_ms < begin ? sp->sent_ms : begin;
-    double asleep_at = sp->asleep_fd > 0 ? sent + IPC_ASLEEP_FIRST_MS : 0;
-    if (asleep_at && asleep_at < begin)
-        asleep_at = begin < sent + IPC_SHORT_MS ? begin : 0;
+    double asleep_at = 0;
+    if (sp->asleep_fd > 0 && begin < sent + IPC_SHORT_MS)
+        asleep_at = sent + IPC_ASLEEP_FIRST_MS > begin ? sent + IPC_ASLEEP_FIRST_MS : begin;
     /* When the child may first have used PRIORITY_LONG_CPU_MS of CPU; 0 once
      * it has been demoted. */
     double demote_at = now_ms() + PRIORITY_LONG_CPU_MS;
@@ -365,8 +372,7 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
                 demote_at = now + (PRIORITY_LONG_CPU_MS - used); /* not before */
             }
         }
-        if (demote_at && left > demote_at - now)
-            left = (int)(demote_at - now) + 1;
+        left = sooner(left, demote_at, now);
         if (asleep_at && now >= asleep_at) {
             if (priority_asleep(c->pid) == 1) {
                 /* If the channel is gone, polling it tells the loop. */
@@ -378,8 +384,7 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
                     asleep_at = 0;
             }
         }
-        if (asleep_at && left > asleep_at - now)
-            left = (int)(asleep_at - now) + 1;
+        left = sooner(left, asleep_at, now);
         if (sp->disk_cap > 0 && now >= next_disk_check) {
             if (disk_over(c, sp->disk_cap)) {
                 run->end = RUN_DISK_FULL;
@@ -390,8 +395,8 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
             double spent = now_ms() - now;
             next_disk_check = now + (spent * 10 > DISK_CHECK_MS ? spent * 10 : DISK_CHECK_MS);
         }
-        if (sp->disk_cap > 0 && left > next_disk_check - now)
-            left = (int)(next_disk_check - now) + 1;
+        if (sp->disk_cap > 0)
+            left = sooner(left, next_disk_check, now);
         if (poll(pfd, P_N, left) < 0 && errno != EINTR) {
             run->end = RUN_DIED;
             break;

@@ -47,6 +47,11 @@ static int echo_reply(int chan, uint32_t status, bool spare)
     return write(chan, buf, len) == (ssize_t)len ? 0 : -1;
 }
 
+static bool script_is(const struct ipc_request_data *d, const char *s)
+{
+    return d->script_len == strlen(s) && !memcmp(d->script, s, d->script_len);
+}
+
 static void worker(const char *mode, uint32_t slot, int chan)
 {
     if (!strcmp(mode, "exit"))
@@ -68,9 +73,8 @@ static void worker(const char *mode, uint32_t slot, int chan)
         struct ipc_request rq;
         struct ipc_request_data d;
         bool split = hdr.kind == IPC_REQUEST && !ipc_request_split(frame, hdr.len, &rq, &d);
-        bool nap = split && d.script_len >= 3 && !memcmp(d.script, "nap", 3);
-        bool hold =
-            split && d.script_len == (nap ? 7u : 4u) && !memcmp(d.script + 3 * nap, "hold", 4);
+        bool nap = split && (script_is(&d, "nap") || script_is(&d, "naphold"));
+        bool hold = split && (script_is(&d, "hold") || script_is(&d, "naphold"));
         ipc_free(frame, hdr.len);
         if (hdr.kind != IPC_REQUEST)
             continue;
