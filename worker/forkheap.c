@@ -14,6 +14,8 @@
  *   2. collapse: MADV_COLLAPSE each whole 2 MiB range of the heap back onto
  *      one huge page. The worker's copy becomes private: it costs the heap's
  *      size in memory per worker (BENCHMARKS.md, "Memory").
+ *   3. grow past the edge: one more 2 MiB range of heap, on small pages, for
+ *      the children's first allocations (grow_past_edge).
  * Measured effect in BENCHMARKS.md ("Cheaper forks"). */
 #include "worker/forkheap.h"
 
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 #include "common/wipe.h"
 
@@ -34,7 +37,9 @@
 
 #define HUGE_PAGE      (2UL << 20)
 #define SMALLEST_CHUNK 16
-#define DRAINED_SIZES  1024 /* request sizes up to here: glibc's tcache and small bins */
+#define DRAINED_SIZES  1024       /* request sizes up to here: glibc's tcache and small bins */
+#define GROW_STEP      (64 << 10) /* under glibc's smallest mmap threshold: from the heap */
+#define GROW_STEPS     256        /* 16 MiB: past the free chunks a heap keeps, and its top */
 
 /* Allocate size-byte chunks until one comes from the top chunk (at or above
  * top) or the budget of free bytes is spent; keep all but that last one. */
@@ -86,8 +91,44 @@ static void collapse_heap(void)
     fclose(maps);
 }
 
+/* The children's heap grows past the worker's at their first allocations
+ * that the top chunk cannot hold (the compiles of the spare's warm-up and of
+ * the script). glibc.malloc.hugetlb=1 keeps the heap ending on a 2 MiB
+ * boundary and advises each growth MADV_HUGEPAGE, so a child's first touch
+ * past the end faults in a whole fresh huge page: 2 MiB zeroed, often on the
+ * request's path, for the few KiB a short script uses, and how often depends
+ * on how full the top chunk happened to be when the worker started. So the
+ * worker grows its heap once more here, with huge pages off for the one
+ * fault glibc makes there (the new top chunk's header): every child then
+ * finds a top chunk of up to 2 MiB whose range has a page table, and takes
+ * its first 2 MiB of heap a small page at a time. Growth past that, and
+ * numpy's large arrays, still get huge pages. The blocks taken on the way
+ * are kept (freed, glibc would trim the growth away): at most GROW_STEPS of
+ * address space, mostly pages the worker had anyway. */
+static void grow_past_edge(void)
+{
+    if (!mallinfo2().arena || (uintptr_t)sbrk(0) % HUGE_PAGE)
+        return; /* no brk heap (sanitizers), or glibc not rounding it: nothing to avoid */
+    if (prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) != 0)
+        return; /* huge pages already off for this process, or no way to know (gVisor) */
+    if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0))
+        return;
+    char *end = sbrk(0);
+    static void *volatile kept; /* so that no compiler drops the mallocs */
+    for (int i = 0; i < GROW_STEPS && sbrk(0) == end; i++)
+        if (!(kept = malloc(GROW_STEP)))
+            break;
+    /* And kept off huge pages for good: khugepaged would otherwise fill the
+     * range (max_ptes_none) and make it 2 MiB of the worker's memory. */
+    char *grown = sbrk(0);
+    if (grown != end)
+        madvise(end, grown - (char *)end, MADV_NOHUGEPAGE);
+    prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
+}
+
 void forkheap_settle(void)
 {
     drain_free_chunks();
     collapse_heap();
+    grow_past_edge();
 }

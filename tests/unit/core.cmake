@@ -5,6 +5,8 @@ pyexec_unit_test(test_ipc SOURCES test_ipc.c LIBS pyexec_ipc)
 pyexec_unit_test(test_reply SOURCES test_reply.c LIBS pyexec_worker)
 pyexec_unit_test(test_jsontext SOURCES test_jsontext.c LIBS pyexec_jsontext)
 pyexec_unit_test(test_forkheap SOURCES test_forkheap.c LIBS pyexec_worker)
+# As the template runs (server/env.c): the heap that forkheap works on.
+set_tests_properties(test_forkheap PROPERTIES ENVIRONMENT GLIBC_TUNABLES=glibc.malloc.hugetlb=1)
 pyexec_unit_test(test_reap SOURCES test_reap.c LIBS pyexec_worker)
 pyexec_unit_test(test_supervise SOURCES test_supervise.c LIBS pyexec_worker)
 pyexec_unit_test(test_singlefork SOURCES test_singlefork.c LIBS pyexec_worker)
