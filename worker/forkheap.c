@@ -107,13 +107,13 @@ static void collapse_heap(void)
  * address space, mostly pages the worker had anyway. */
 static void grow_past_edge(void)
 {
-    if (!mallinfo2().arena || (uintptr_t)sbrk(0) % HUGE_PAGE)
+    char *end = sbrk(0);
+    if (!mallinfo2().arena || (uintptr_t)end % HUGE_PAGE)
         return; /* no brk heap (sanitizers), or glibc not rounding it: nothing to avoid */
     if (prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) != 0)
         return; /* huge pages already off for this process, or no way to know (gVisor) */
     if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0))
         return;
-    char *end = sbrk(0);
     static void *volatile kept; /* so that no compiler drops the mallocs */
     for (int i = 0; i < GROW_STEPS && sbrk(0) == end; i++)
         if (!(kept = malloc(GROW_STEP)))
@@ -122,7 +122,7 @@ static void grow_past_edge(void)
      * range (max_ptes_none) and make it 2 MiB of the worker's memory. */
     char *grown = sbrk(0);
     if (grown != end)
-        madvise(end, grown - (char *)end, MADV_NOHUGEPAGE);
+        madvise(end, grown - end, MADV_NOHUGEPAGE);
     prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
 }
 

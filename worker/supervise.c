@@ -345,17 +345,17 @@ static void collect(struct child *c, const struct supervise_params *sp, struct r
         [P_CHLD] = {.fd = sp->sigchld_fd, .events = POLLIN},
     };
 
-    double next_disk_check = now_ms() + DISK_CHECK_MS;
+    double begin = now_ms(), next_disk_check = begin + DISK_CHECK_MS;
     /* When to look next whether the script sleeps (IPC_ASLEEP), on the
      * acceptor's clock (from when it sent the job, which may have waited for
      * this child); 0 once said, or once it no longer counts anyway. */
-    double begin = now_ms(), sent = sp->sent_ms > 0 && sp->sent_ms < begin ? sp->sent_ms : begin;
+    double sent = sp->sent_ms > 0 && sp->sent_ms < begin ? sp->sent_ms : begin;
     double asleep_at = 0;
     if (sp->asleep_fd > 0 && begin < sent + IPC_SHORT_MS)
         asleep_at = sent + IPC_ASLEEP_FIRST_MS > begin ? sent + IPC_ASLEEP_FIRST_MS : begin;
     /* When the child may first have used PRIORITY_LONG_CPU_MS of CPU; 0 once
      * it has been demoted. */
-    double demote_at = now_ms() + PRIORITY_LONG_CPU_MS;
+    double demote_at = begin + PRIORITY_LONG_CPU_MS;
     for (;;) {
         double now = now_ms();
         int left = (int)(deadline - now);

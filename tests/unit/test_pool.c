@@ -274,25 +274,6 @@ static void on_held_done(struct pool_job *job, int status, const char *type, con
     assert_int_equal(status, 503); /* only the shutdown answers it */
 }
 
-/* A worker may say its script sleeps (IPC_ASLEEP) before it answers: the
- * job is answered as usual, the worker is not taken for a broken one. */
-static void test_asleep_is_part_of_a_run(void **state)
-{
-    (void)state;
-    struct harness h;
-    start_ready(&h, "echo", 2, 2, 64);
-    h.job.frame = ipc_request_new(1000, 100, "nap", 3, NULL, 0, &h.job.frame_len);
-    h.job.done = on_done;
-    assert_int_equal(pool_submit(h.pool, &h.job), 0);
-    uv_run(&h.loop, UV_RUN_DEFAULT);
-    assert_false(h.timed_out);
-    assert_int_equal(h.status, 200);
-    struct pool_stats st;
-    pool_get_stats(h.pool, &st);
-    assert_int_equal(st.ready, 2);
-    finish(&h);
-}
-
 /* Submit a script and run the loop until it is answered: the worker's pid. */
 static long serve_one(struct harness *h, const char *script)
 {
@@ -304,6 +285,20 @@ static long serve_one(struct harness *h, const char *script)
     assert_false(h->timed_out);
     assert_int_equal(h->status, 200);
     return h->pid;
+}
+
+/* A worker may say its script sleeps (IPC_ASLEEP) before it answers: the
+ * job is answered as usual, the worker is not taken for a broken one. */
+static void test_asleep_is_part_of_a_run(void **state)
+{
+    (void)state;
+    struct harness h;
+    start_ready(&h, "echo", 2, 2, 64);
+    serve_one(&h, "nap");
+    struct pool_stats st;
+    pool_get_stats(h.pool, &st);
+    assert_int_equal(st.ready, 2);
+    finish(&h);
 }
 
 /* One worker kept warm, every worker's next child late (still forking when
