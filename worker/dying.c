@@ -47,10 +47,10 @@ static void reap_removers(struct dying *d, bool block)
 static void remove_tmpdir(struct dying *d, const char *path, bool reaped)
 {
     if (d->tmpfs) {
-        /* Unmounted now, freed by the kernel once the child is gone. */
-        int r = tmpdir_remove(path);
-        if (r && reaped)
-            cannot_remove(d, path, r);
+        if (d->nunmount == DYING_MAX)
+            dying_unmount(d);
+        snprintf(d->unmount[d->nunmount].path, TMPDIR_PATH_MAX, "%s", path);
+        d->unmount[d->nunmount++].reaped = reaped;
         return;
     }
     if (!reaped)
@@ -82,6 +82,17 @@ static void remove_tmpdir(struct dying *d, const char *path, bool reaped)
         cannot_remove(d, path, r);
 }
 
+void dying_unmount(struct dying *d)
+{
+    for (int i = 0; i < d->nunmount; i++) {
+        /* Detached now, freed by the kernel once its child is gone. */
+        int r = tmpdir_remove(d->unmount[i].path);
+        if (r && d->unmount[i].reaped)
+            cannot_remove(d, d->unmount[i].path, r);
+    }
+    d->nunmount = 0;
+}
+
 void dying_reap(struct dying *d, bool block)
 {
     for (int i = 0; i < d->n;) {
@@ -95,6 +106,8 @@ void dying_reap(struct dying *d, bool block)
         d->children[i] = d->children[--d->n];
     }
     reap_removers(d, block);
+    if (block)
+        dying_unmount(d);
 }
 
 void dying_gone(struct dying *d, const struct child *c)

@@ -1,7 +1,8 @@
 /* What is left of finished requests in a worker: children killed once their
  * reply is out (their threads may linger), reaped later, off the request
  * path, and their temp dirs. A temp dir that is a tmpfs of its own is
- * unmounted at once; a plain directory is removed once its child is reaped:
+ * unmounted once the next spare is forked (dying_unmount); a plain directory
+ * is removed once its child is reaped:
  * by the worker when it holds a few entries, else by a process of its own
  * (thousands of files take a disk seconds to delete, and the next request
  * must not wait for that). Owns both lists. Called by worker.c. Runs in the
@@ -12,6 +13,7 @@
 #include <stdbool.h>
 
 #include "worker/child.h"
+#include "worker/tmpdir.h"
 
 #define DYING_MAX 16
 
@@ -20,6 +22,11 @@ struct dying {
     int n;
     pid_t removers[DYING_MAX]; /* processes removing temp dirs */
     int nremovers;
+    struct {
+        char path[TMPDIR_PATH_MAX];
+        bool reaped;
+    } unmount[DYING_MAX]; /* tmpfs temp dirs left for dying_unmount */
+    int nunmount;
     bool tmpfs;  /* set by the worker: every temp dir is a tmpfs of its own */
     bool broken; /* a temp dir could not be removed: the worker must be replaced */
 };
@@ -32,7 +39,16 @@ void dying_add(struct dying *d, const struct child *c);
 void dying_gone(struct dying *d, const struct child *c);
 
 /* Reap those that have exited (block: wait for every one, and for every
- * remover) and remove their temp dirs. */
+ * remover, and unmount what is left) and remove their temp dirs. */
 void dying_reap(struct dying *d, bool block);
+
+/* Unmount and remove the tmpfs temp dirs dying_add and dying_gone left. Each
+ * unmount waits for an RCU grace period (a few hundred microseconds when the
+ * CPUs are busy, sleeping): the worker calls this once its next spare is
+ * forked, so the wait overlaps the spare's set-up instead of lengthening the
+ * time from a reply to the next spare. The spare never sees those dirs in
+ * use: no script runs in it before the worker, past this call, sends it a
+ * request, and Landlock keeps it to its own dir anyway. */
+void dying_unmount(struct dying *d);
 
 #endif

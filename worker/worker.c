@@ -93,10 +93,13 @@ static void retire(struct worker *w, struct child *c, const struct run *run)
  * the acceptor (IPC_SPARE), which prefers workers whose spare is ready
  * (server/queue.c says in what order). A spare that fails its set-up is not
  * announced, and the next request forks again. 0, or -errno when the
- * channel is gone. */
+ * channel is gone or a temp dir cannot be removed. */
 static int prepare_next(struct worker *w)
 {
     spawn_spare(w);
+    dying_unmount(&w->dying); /* while the spare sets itself up (dying.h) */
+    if (w->dying.broken)
+        return -EIO; /* exit, to be replaced */
     if (!w->have_spare)
         return 0;
     struct run run;

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -23,6 +25,7 @@
 
 #include "worker/dying.h"
 #include "worker/reap.h"
+#include "worker/tmpdir.h"
 
 /* As the worker does (worker.c): its handler, no SA_RESTART. */
 static void catch_sigchld(void)
@@ -181,6 +184,57 @@ static void test_dying_reap_nohang_keeps_the_living(void **state)
     assert_false(exists(dir));
 }
 
+/* A tmpfs temp dir with its own mount, in a mount namespace of the test's
+ * own; false where this process may not make one (not root). */
+static bool tmpfs_dir(char base[TMPDIR_PATH_MAX], char dir[TMPDIR_PATH_MAX])
+{
+    if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+        return false;
+    snprintf(base, TMPDIR_PATH_MAX, "/tmp/pyexec-test-reap-XXXXXX");
+    assert_non_null(mkdtemp(base));
+    assert_int_equal(tmpdir_create(dir, base, (uid_t)-1, (gid_t)-1, 64), 0);
+    return true;
+}
+
+static bool is_mounted(const char *path)
+{
+    struct statx stx;
+    return !statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, 0, &stx) &&
+           (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+/* A tmpfs temp dir outlives its child's retirement, mounted, until the
+ * worker asks (dying_unmount, once the next spare is forked), or until a
+ * waiting reap (shutdown) leaves nothing behind. */
+static void test_tmpfs_dirs_go_at_dying_unmount(void **state)
+{
+    (void)state;
+    char base[TMPDIR_PATH_MAX], dir[TMPDIR_PATH_MAX], dir2[TMPDIR_PATH_MAX];
+    if (!tmpfs_dir(base, dir))
+        skip();
+    assert_true(is_mounted(dir));
+    struct dying d = {.tmpfs = true};
+    struct child c = {.pid = fork_waiting_child()};
+    snprintf(c.tmpdir, sizeof(c.tmpdir), "%s", dir);
+    kill(c.pid, SIGKILL);
+    dying_add(&d, &c);
+    assert_true(is_mounted(dir));
+    dying_unmount(&d);
+    assert_false(exists(dir));
+    assert_int_equal(d.nunmount, 0);
+
+    assert_int_equal(tmpdir_create(dir2, base, (uid_t)-1, (gid_t)-1, 64), 0);
+    c = (struct child){.pid = fork_waiting_child()};
+    snprintf(c.tmpdir, sizeof(c.tmpdir), "%s", dir2);
+    kill(c.pid, SIGKILL);
+    dying_add(&d, &c);
+    dying_reap(&d, true);
+    assert_true(reaped(c.pid));
+    assert_false(exists(dir2));
+    assert_false(d.broken);
+    assert_int_equal(rmdir(base), 0);
+}
+
 static void test_rusage_cpu_us(void **state)
 {
     (void)state;
@@ -195,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_reap_wait_nohang),
         cmocka_unit_test(test_dying_reap_waits_through_a_signal),
         cmocka_unit_test(test_dying_reap_nohang_keeps_the_living),
+        cmocka_unit_test(test_tmpfs_dirs_go_at_dying_unmount),
         cmocka_unit_test(test_rusage_cpu_us),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
