@@ -68,6 +68,14 @@ __attribute__((noinline, no_sanitize_address)) void wipe_stack(void)
         wipe_fallback();
         return;
     }
-    for (volatile uint64_t *w = (volatile uint64_t *)floor; (uintptr_t)w < top; w++)
+    /* Zeroed from the lowest word that is not zero already: below it, only
+     * read. A page the last fork shares with a child stays shared when read;
+     * written, even with zeros, it would fault and be copied, and most of the
+     * stack (as deep as the template's imports went) is zero from the call
+     * before and unused since. */
+    volatile uint64_t *w = (volatile uint64_t *)floor;
+    while ((uintptr_t)w < top && *w == 0)
+        w++;
+    for (; (uintptr_t)w < top; w++)
         *w = 0;
 }
