@@ -1,7 +1,8 @@
 /* The per-request child, from fork to _exit.
  *
  * Set-up is a checklist, one function a step, in this order:
- *   1. child_reset_signals   the worker's handlers and mask must not leak in; die with the worker
+ *   1. child_reset_signals   the worker's handlers, ignored signals and mask must not leak
+ *                            in; die with the worker
  *   2. child_bind_fds        pipes to fds 0-3, the worker's /proc to fd 4, every other
  *                            inherited fd closed (listening socket, other children's pipes,
  *                            the worker's channel); then the memfd that becomes fd 0 once
@@ -61,12 +62,13 @@ static _Noreturn void child_fail(uint32_t kind, const char *step, int err)
     _exit(127);
 }
 
-static int child_reset_signals(pid_t worker)
+static int child_reset_signals(pid_t worker, const sigset_t *handled)
 {
     sigset_t all;
     sigemptyset(&all);
     for (int sig = 1; sig < NSIG; sig++)
-        signal(sig, SIG_DFL); /* EINVAL for SIGKILL/SIGSTOP and RT gaps: fine */
+        if (sigismember(handled, sig) == 1)
+            signal(sig, SIG_DFL);
     /* A write past RLIMIT_FSIZE or to a closed pipe fails with an error
      * Python can raise, instead of killing the child. */
     signal(SIGXFSZ, SIG_IGN);
@@ -76,6 +78,16 @@ static int child_reset_signals(pid_t worker)
     if (prctl(PR_SET_PDEATHSIG, SIGKILL))
         return -errno;
     return getppid() == worker ? 0 : -ESRCH;
+}
+
+void child_note_signals(struct child_params *p)
+{
+    sigemptyset(&p->handled);
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL)
+            sigaddset(&p->handled, sig);
+    }
 }
 
 /* Close every fd >= lowest. close_range where the kernel has it; gVisor's may
@@ -223,7 +235,7 @@ static _Noreturn void child_main(const struct child_params *p, pid_t worker, int
     struct rlimits_base base;
     int stdin_fd;
 
-    STEP(child_reset_signals(worker), "signals");
+    STEP(child_reset_signals(worker, &p->handled), "signals");
     STEP(child_bind_fds(fds[0], fds[1], fds[2], fds[3], p->proc_fd), "fds");
     STEP(stdin_fd = files_stdin_open(), "stdin");
     STEP(child_clean_env(tmpdir), "environment");

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -23,6 +24,7 @@ struct child_params {
     size_t tmpfs_kb;           /* > 0: each temp dir is a tmpfs of this size (tmpdir.h) */
     struct policy_prog policy; /* compiled once by the worker */
     int proc_fd; /* /proc, opened before the worker's mount namespace made it read-only; 0: none */
+    sigset_t handled; /* signals the worker does not leave at SIG_DFL (child_note_signals) */
 };
 
 /* The worker's handle on one child. */
@@ -43,6 +45,12 @@ struct child {
  * request for a number that rarely moves, and a spare may wait far longer
  * than a second for its request anyway. Runs in the worker. */
 int64_t child_oom_kills(bool fresh);
+
+/* Note in p->handled each signal whose disposition is not SIG_DFL: the ones
+ * a child must set back (64 calls in every child would cost it some 90 us;
+ * the worker changes 4). Called by the worker once its own dispositions are
+ * final, before its first child. */
+void child_note_signals(struct child_params *p);
 
 /* Fork a child that prepares itself and waits for its request. Returns 0 or
  * -errno; on failure nothing is left behind. */

@@ -353,6 +353,7 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
 #ifdef PYEXEC_UNCONFINED
     snprintf(w->sandbox, sizeof(w->sandbox), "{\"confined\":false}");
 #endif
+    child_note_signals(&w->params); /* its dispositions are final by now */
     return send_ready(w, a->versions);
 }
 

@@ -3,6 +3,7 @@ through /execute. Each probe returns "ESCAPED" if the forbidden thing worked;
 none may, and the service must keep serving after each."""
 import os
 import re
+import signal
 import subprocess
 import threading
 
@@ -203,6 +204,19 @@ def test_no_inherited_socket_or_stray_fd(server):
     assert status == 200, data
     assert data["result"]["sockets"] == []
     assert data["result"]["fds"] == [0, 1, 2, 3]  # request, stdout, stderr, result
+
+
+def test_signals_start_at_their_defaults(server):
+    """No handler, ignored signal or blocked mask of the worker's reaches the
+    script: only SIGPIPE and SIGXFSZ are ignored (a write fails with an
+    error Python raises, instead of killing the child)."""
+    script = ("def main():\n"
+              "    return {l.split(':')[0]: int(l.split()[1], 16) for l in open('/proc/self/status')\n"
+              "            if l.startswith(('SigBlk', 'SigIgn', 'SigCgt'))}")
+    status, data = server.execute(script)
+    assert status == 200, data
+    ignored = 1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)
+    assert data["result"] == {"SigBlk": 0, "SigIgn": ignored, "SigCgt": 0}
 
 
 def test_seccomp_in_force_inside_user_code(server):
