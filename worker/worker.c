@@ -174,8 +174,10 @@ static __attribute__((noinline)) int serve(struct worker *w, char *frame, size_t
     struct child c;
     /* A spare that failed its set-up is replaced once before giving up. */
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (!w->have_spare)
+        if (!w->have_spare) {
             spawn_spare(w);
+            dying_unmount(&w->dying); /* a failed spare's, before the script runs */
+        }
         if (!w->have_spare) {
             memset(&run, 0, sizeof(run));
             run.end = RUN_SETUP_FAILED;
