@@ -57,13 +57,22 @@ static uintptr_t current_floor(void)
     return known_floor;
 }
 
+/* The frame of a function called from the caller: once it has returned,
+ * every byte below it is dead stack. */
+static __attribute__((noinline)) uintptr_t callee_frame(void)
+{
+    return (uintptr_t)__builtin_frame_address(0);
+}
+
 /* No instrumentation: the words written are below the stack pointer, where
  * no frame is live and a sanitizer's shadow may still mark old frames. */
 __attribute__((noinline, no_sanitize_address)) void wipe_stack(void)
 {
     uintptr_t floor = current_floor();
-    /* A page of room for this frame and the red zone below it. */
-    uintptr_t top = ((uintptr_t)__builtin_frame_address(0) - 4096) & ~(uintptr_t)7;
+    /* Up to just below this frame: the caller's last callee (the worker's
+     * serve()) kept its locals a few hundred bytes under this frame's top;
+     * only this frame's own few words are left as they are. */
+    uintptr_t top = callee_frame() & ~(uintptr_t)7;
     if (!floor || top <= floor) {
         wipe_fallback();
         return;

@@ -47,9 +47,10 @@ struct child {
 int64_t child_oom_kills(bool fresh);
 
 /* Note in p->handled each signal whose disposition is not SIG_DFL: the ones
- * a child must set back (64 calls in every child would cost it some 90 us;
- * the worker changes 4). Called by the worker once its own dispositions are
- * final, before its first child. */
+ * a child must set back (the worker changes 4; setting all 64 back was 64
+ * system calls in every child). Called by the worker once its own
+ * dispositions are final, before its first child: a disposition changed
+ * later would reach children (test_escape.py checks what a script sees). */
 void child_note_signals(struct child_params *p);
 
 /* Fork a child that prepares itself and waits for its request. Returns 0 or

@@ -43,14 +43,40 @@ static void reap_removers(struct dying *d, bool block)
     }
 }
 
+/* A tmpfs temp dir goes on the list dying_unmount works through. */
+static void queue_unmount(struct dying *d, const char *path, bool reaped)
+{
+    if (d->nunmount == DYING_MAX)
+        dying_unmount(d);
+    snprintf(d->unmount[d->nunmount].path, TMPDIR_PATH_MAX, "%s", path);
+    d->unmount[d->nunmount++].reaped = reaped;
+}
+
+/* A reaped child's tmpfs temp dir: if still queued, its unmount now counts
+ * (a failure retires the worker); if dying_unmount already detached it, what
+ * is left is a quick check, or the retry of a detach that failed while the
+ * child lived, here and now, before any other script runs. */
+static void unmount_reaped(struct dying *d, const char *path)
+{
+    for (int i = 0; i < d->nunmount; i++) {
+        if (!strcmp(d->unmount[i].path, path)) {
+            d->unmount[i].reaped = true;
+            return;
+        }
+    }
+    int r = tmpdir_remove(path);
+    if (r)
+        cannot_remove(d, path, r);
+}
+
 /* reaped: no write of the child's can still be in flight. */
 static void remove_tmpdir(struct dying *d, const char *path, bool reaped)
 {
     if (d->tmpfs) {
-        if (d->nunmount == DYING_MAX)
-            dying_unmount(d);
-        snprintf(d->unmount[d->nunmount].path, TMPDIR_PATH_MAX, "%s", path);
-        d->unmount[d->nunmount++].reaped = reaped;
+        if (reaped)
+            unmount_reaped(d, path);
+        else
+            queue_unmount(d, path, false);
         return;
     }
     if (!reaped)
@@ -112,7 +138,10 @@ void dying_reap(struct dying *d, bool block)
 
 void dying_gone(struct dying *d, const struct child *c)
 {
-    remove_tmpdir(d, c->tmpdir, true);
+    if (d->tmpfs)
+        queue_unmount(d, c->tmpdir, true); /* never queued: reaped before its retirement */
+    else
+        remove_tmpdir(d, c->tmpdir, true);
 }
 
 void dying_add(struct dying *d, const struct child *c)

@@ -42,13 +42,15 @@ void dying_gone(struct dying *d, const struct child *c);
  * remover, and unmount what is left) and remove their temp dirs. */
 void dying_reap(struct dying *d, bool block);
 
-/* Unmount and remove the tmpfs temp dirs dying_add and dying_gone left. Each
- * unmount waits for an RCU grace period (a few hundred microseconds when the
- * CPUs are busy, sleeping): the worker calls this once its next spare is
- * forked, so the wait overlaps the spare's set-up instead of lengthening the
- * time from a reply to the next spare. The spare never sees those dirs in
- * use: no script runs in it before the worker, past this call, sends it a
- * request, and Landlock keeps it to its own dir anyway. */
+/* Unmount and remove the tmpfs temp dirs dying_add and dying_gone queued
+ * (a child reaped meanwhile makes a failure count: the worker is then
+ * replaced, and runs no script before that). Each unmount waits for an RCU
+ * grace period (a few hundred microseconds when the CPUs are busy,
+ * sleeping): the worker calls this once its next spare is forked, so the
+ * wait overlaps the spare's set-up instead of lengthening the time from a
+ * reply to the next spare. The spare never sees those dirs in use: no script
+ * runs in it before the worker, past this call, sends it a request, and
+ * Landlock keeps it to its own dir anyway. */
 void dying_unmount(struct dying *d);
 
 #endif

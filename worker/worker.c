@@ -178,10 +178,11 @@ static __attribute__((noinline)) int serve(struct worker *w, char *frame, size_t
             spawn_spare(w);
             dying_unmount(&w->dying); /* a failed spare's, before the script runs */
         }
-        if (!w->have_spare) {
+        if (!w->have_spare || w->dying.broken) {
             memset(&run, 0, sizeof(run));
             run.end = RUN_SETUP_FAILED;
-            snprintf(run.setup_error, sizeof(run.setup_error), "fork failed");
+            snprintf(run.setup_error, sizeof(run.setup_error), "%s",
+                     w->dying.broken ? "a temp dir could not be removed" : "fork failed");
             break;
         }
         c = w->spare;
@@ -380,6 +381,10 @@ _Noreturn void worker_main(const struct worker_args *a)
             break; /* the acceptor closed the channel: shut down */
         if (hdr.kind == IPC_REQUEST && hdr.len >= sizeof(struct ipc_request)) {
             dying_reap(&w.dying, false); /* never waits: a dying child is reaped later */
+            if (w.dying.broken) {        /* never a script beside a temp dir that stayed */
+                ipc_free(frame, hdr.len);
+                break;
+            }
             if (serve(&w, frame, hdr.len) || w.dying.broken)
                 break;
             /* The next spare is forked only now: after the reply, so the fork

@@ -41,10 +41,16 @@ static uintptr_t stack_low(void)
     return lo;
 }
 
+/* The frame of a function called from the caller: below it, dead stack. */
+static __attribute__((noinline)) uintptr_t callee_frame(void)
+{
+    return (uintptr_t)__builtin_frame_address(0);
+}
+
 /* Copies of the marker in the dead stack below this frame. */
 static __attribute__((noinline, no_sanitize_address)) int markers_below(uintptr_t low)
 {
-    uintptr_t top = (uintptr_t)__builtin_frame_address(0) - 4096;
+    uintptr_t top = callee_frame();
     int found = 0;
     for (volatile const char *p = (const char *)low; (uintptr_t)p + MARK_LEN < top; p++) {
         size_t j = 0;
@@ -53,6 +59,41 @@ static __attribute__((noinline, no_sanitize_address)) int markers_below(uintptr_
         found += j == MARK_LEN;
     }
     return found;
+}
+
+/* The marker in a frame just below the caller's, as deep as a function's
+ * own locals (the worker's serve()), its top 256 bytes left out: they may
+ * be under wipe_stack's or markers_below's own frame. */
+static __attribute__((noinline)) void leave_shallow_marker(void)
+{
+    volatile char near[1024];
+    for (size_t i = 0; i + MARK_LEN <= sizeof(near) - 256; i += 64)
+        for (size_t j = 0; j < MARK_LEN; j++)
+            near[i + j] = MARK[j];
+}
+
+static void test_wipe_stack_reaches_the_callers_last_frame(void **state)
+{
+    (void)state;
+    uintptr_t low = stack_low();
+    assert_true(low != 0);
+    leave_shallow_marker();
+    assert_true(markers_below(low) > 0); /* the control */
+    leave_shallow_marker();
+    wipe_stack();
+    assert_int_equal(markers_below(low), 0);
+}
+
+/* Wiped once, used again, wiped again: the scan past the zeros still finds
+ * what the second use left. */
+static void test_wipe_stack_again(void **state)
+{
+    (void)state;
+    uintptr_t low = stack_low();
+    wipe_stack();
+    leave_marker();
+    wipe_stack();
+    assert_int_equal(markers_below(low), 0);
 }
 
 static void test_wipe_stack(void **state)
@@ -128,6 +169,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wipe_stack),
+        cmocka_unit_test(test_wipe_stack_reaches_the_callers_last_frame),
+        cmocka_unit_test(test_wipe_stack_again),
         cmocka_unit_test(test_wipe_stack_leaves_zero_pages_shared),
         cmocka_unit_test(test_wipe_free),
     };
