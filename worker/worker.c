@@ -381,7 +381,8 @@ _Noreturn void worker_main(const struct worker_args *a)
             break; /* the acceptor closed the channel: shut down */
         if (hdr.kind == IPC_REQUEST && hdr.len >= sizeof(struct ipc_request)) {
             dying_reap(&w.dying, false); /* never waits: a dying child is reaped later */
-            if (w.dying.broken) {        /* never a script beside a temp dir that stayed */
+            /* Never a script beside a temp dir that stayed. */
+            if (w.dying.broken) {
                 ipc_free(frame, hdr.len);
                 break;
             }
