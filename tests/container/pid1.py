@@ -49,7 +49,12 @@ def wait(what, cond, limit=30):
 
 
 def kill(pid):
-    subprocess.run(["podman", "exec", args.container, "/usr/bin/python3", "-I", "-c", f"import os; os.kill({pid}, 9)"], check=True)
+    """SIGKILL pid in the container; False if it had already exited."""
+    script = f"import os\ntry:\n    os.kill({pid}, 9)\nexcept ProcessLookupError:\n    raise SystemExit(3)"
+    done = subprocess.run(["podman", "exec", args.container, "/usr/bin/python3", "-I", "-c", script])
+    if done.returncode not in (0, 3):
+        raise SystemExit(f"podman exec failed: {done.returncode}")
+    return done.returncode == 0
 
 
 def live_tree():
@@ -84,9 +89,15 @@ init = next(p for p in table if p["pid"] == 1)
 template, workers = live_tree()
 print(f"PID 1 is {init['cmd']}; pyexecd template pid {template['pid']}, workers {[w['pid'] for w in workers]}")
 for label in ("a worker", "the template"):
-    template, workers = live_tree()
-    victim = workers[0]["pid"] if label == "a worker" else template["pid"]
-    kill(victim)
+    # An idle worker beyond --warm-workers may exit (park) between the
+    # listing and the kill: then list again and take another.
+    for attempt in range(5):
+        template, workers = live_tree()
+        victim = workers[0]["pid"] if label == "a worker" else template["pid"]
+        if kill(victim):
+            break
+    else:
+        raise SystemExit(f"PID 1: could not kill {label}: each one had exited before the kill")
     wait(f"pyexecd to recover from losing {label}", lambda: ready_again(victim))
     try:
         wait("every zombie to be reaped", no_zombies, limit=5)
