@@ -141,7 +141,7 @@ static void test_wipe_stack_leaves_zero_pages_shared(void **state)
     long faults = minor_faults() - before;
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
-    assert_true(faults < 4);
+    assert_true(faults < 8); /* the wipe's own few pages; 16 more if it wrote them all */
 }
 
 static void test_wipe_free(void **state)
