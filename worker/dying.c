@@ -69,18 +69,10 @@ static void unmount_reaped(struct dying *d, const char *path)
         cannot_remove(d, path, r);
 }
 
-/* reaped: no write of the child's can still be in flight. */
-static void remove_tmpdir(struct dying *d, const char *path, bool reaped)
+/* A plain temp dir, once its child is reaped: no write of the child's can
+ * still be in flight. */
+static void remove_plain(struct dying *d, const char *path)
 {
-    if (d->tmpfs) {
-        if (reaped)
-            unmount_reaped(d, path);
-        else
-            queue_unmount(d, path, false);
-        return;
-    }
-    if (!reaped)
-        return;
     /* The usual temp dir (out/ and a few files) goes here, in microseconds;
      * a fork of this whole process would take a millisecond of CPU. */
     int small = tmpdir_remove_small(path, SMALL_TREE);
@@ -128,7 +120,10 @@ void dying_reap(struct dying *d, bool block)
             i++;
             continue;
         }
-        remove_tmpdir(d, d->children[i].tmpdir, true);
+        if (d->tmpfs)
+            unmount_reaped(d, d->children[i].tmpdir);
+        else
+            remove_plain(d, d->children[i].tmpdir);
         d->children[i] = d->children[--d->n];
     }
     reap_removers(d, block);
@@ -139,14 +134,15 @@ void dying_reap(struct dying *d, bool block)
 void dying_gone(struct dying *d, const struct child *c)
 {
     if (d->tmpfs)
-        queue_unmount(d, c->tmpdir, true); /* never queued: reaped before its retirement */
+        queue_unmount(d, c->tmpdir, true);
     else
-        remove_tmpdir(d, c->tmpdir, true);
+        remove_plain(d, c->tmpdir);
 }
 
 void dying_add(struct dying *d, const struct child *c)
 {
-    remove_tmpdir(d, c->tmpdir, false);
+    if (d->tmpfs) /* a plain dir waits for the reap */
+        queue_unmount(d, c->tmpdir, false);
     if (d->n == DYING_MAX)
         dying_reap(d, true);
     d->children[d->n++] = *c;

@@ -178,6 +178,8 @@ static __attribute__((noinline)) int serve(struct worker *w, char *frame, size_t
             spawn_spare(w);
             dying_unmount(&w->dying); /* a failed spare's, before the script runs */
         }
+        /* Never a script beside a temp dir that stayed: answered as a
+         * set-up failure, and the worker is replaced after the reply. */
         if (!w->have_spare || w->dying.broken) {
             memset(&run, 0, sizeof(run));
             run.end = RUN_SETUP_FAILED;
@@ -381,11 +383,6 @@ _Noreturn void worker_main(const struct worker_args *a)
             break; /* the acceptor closed the channel: shut down */
         if (hdr.kind == IPC_REQUEST && hdr.len >= sizeof(struct ipc_request)) {
             dying_reap(&w.dying, false); /* never waits: a dying child is reaped later */
-            /* Never a script beside a temp dir that stayed. */
-            if (w.dying.broken) {
-                ipc_free(frame, hdr.len);
-                break;
-            }
             if (serve(&w, frame, hdr.len) || w.dying.broken)
                 break;
             /* The next spare is forked only now: after the reply, so the fork

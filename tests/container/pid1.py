@@ -91,7 +91,7 @@ print(f"PID 1 is {init['cmd']}; pyexecd template pid {template['pid']}, workers 
 for label in ("a worker", "the template"):
     # An idle worker beyond --warm-workers may exit (park) between the
     # listing and the kill: then list again and take another.
-    for attempt in range(5):
+    for _ in range(5):
         template, workers = live_tree()
         victim = workers[0]["pid"] if label == "a worker" else template["pid"]
         if kill(victim):
