@@ -19,12 +19,15 @@
  * Measured effect in BENCHMARKS.md ("Cheaper forks"). */
 #include "worker/forkheap.h"
 
+#include <errno.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 #include "common/wipe.h"
 
@@ -40,6 +43,14 @@
 #define DRAINED_SIZES  1024       /* request sizes up to here: glibc's tcache and small bins */
 #define GROW_STEP      (64 << 10) /* under glibc's smallest mmap threshold: from the heap */
 #define GROW_STEPS     256        /* 16 MiB: past the free chunks a heap keeps, and its top */
+/* Workers start together and collapse the same template pages at once: a
+ * range another worker is copying (its pages locked or off the LRU) fails
+ * with EAGAIN, and immediate retries fail alike. Left so, 1 to 5 of a
+ * worker's ~18 ranges stayed on small pages, differently at each start, and
+ * its forks copied up to 3 times the entries. A pass a millisecond later
+ * finds them free. */
+#define COLLAPSE_RANGES 256 /* 512 MiB of heap; beyond, a failed range stays as it is */
+#define COLLAPSE_PASSES 16
 
 /* Allocate size-byte chunks until one comes from the top chunk (at or above
  * top) or the budget of free bytes is spent; keep all but that last one. */
@@ -74,21 +85,38 @@ static void drain_free_chunks(void)
         taken += drain_size(size, top, budget - taken);
 }
 
+/* MADV_COLLAPSE one 2 MiB range; true when it is worth trying again later. */
+static bool collapse_range(uintptr_t p)
+{
+    return madvise((void *)p, HUGE_PAGE, MADV_COLLAPSE) && errno == EAGAIN;
+}
+
 static void collapse_heap(void)
 {
     FILE *maps = fopen("/proc/self/maps", "re");
     if (!maps)
         return;
     char line[512];
+    uintptr_t again[COLLAPSE_RANGES];
+    size_t n = 0;
     while (fgets(line, sizeof(line), maps)) {
         uintptr_t start, end;
         if (!strstr(line, "[heap]") || sscanf(line, "%lx-%lx", &start, &end) != 2)
             continue;
         for (uintptr_t p = (start + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1); p + HUGE_PAGE <= end;
              p += HUGE_PAGE)
-            madvise((void *)p, HUGE_PAGE, MADV_COLLAPSE); /* may fail: stays on 4 KiB pages */
+            if (collapse_range(p) && n < COLLAPSE_RANGES)
+                again[n++] = p;
     }
     fclose(maps);
+    for (int pass = 0; pass < COLLAPSE_PASSES && n; pass++) {
+        size_t left = 0;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+        for (size_t i = 0; i < n; i++)
+            if (collapse_range(again[i]))
+                again[left++] = again[i];
+        n = left;
+    }
 }
 
 /* The children's heap grows past the worker's at their first allocations

@@ -128,6 +128,48 @@ static void test_heap_goes_onto_huge_pages(void **state)
     assert_true(huge_kb(0, NULL) >= before + 3 * 2048);
 }
 
+/* Workers start together and collapse the very pages they share with the
+ * template at the same moment: each must still end with every whole 2 MiB
+ * range of its heap huge (a range the other was copying is tried again). */
+static void test_siblings_collapse_their_whole_heaps(void **state)
+{
+    (void)state;
+    if (UNDER_ASAN || !collapse_ok)
+        skip();
+    assert_int_equal(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
+    for (int i = 0; i < 120000; i++)
+        memset(malloc(200), 1, 200); /* ~24 MiB of shared small pages, kept */
+    assert_int_equal(prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0), 0);
+    uintptr_t start = (uintptr_t)sbrk(0) - mallinfo2().arena;
+    uintptr_t first = (start + (2UL << 20) - 1) & ~((2UL << 20) - 1);
+    long whole = (long)(((uintptr_t)sbrk(0) & ~((2UL << 20) - 1)) - first) >> 21;
+    assert_true(whole >= 8);
+
+    enum { SIBLINGS = 3 };
+    int go[2];
+    pid_t pids[SIBLINGS];
+    assert_int_equal(pipe(go), 0);
+    for (int i = 0; i < SIBLINGS; i++) {
+        assert_true((pids[i] = fork()) >= 0);
+        if (pids[i] == 0) {
+            char c;
+            close(go[1]);
+            if (read(go[0], &c, 1) != 0) /* all start at the pipe's close */
+                _exit(2);
+            forkheap_settle();
+            _exit(huge_kb(0, NULL) >= whole * 2048 ? 0 : 1);
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    for (int i = 0; i < SIBLINGS; i++) {
+        int status;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+}
+
 static long rss_anon_kb(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
@@ -189,6 +231,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_drained_heap_allocates_from_the_top),
         cmocka_unit_test(test_heap_goes_onto_huge_pages),
+        cmocka_unit_test(test_siblings_collapse_their_whole_heaps),
         cmocka_unit_test(test_children_start_on_small_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
