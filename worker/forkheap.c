@@ -47,10 +47,11 @@
  * range another worker is copying (its pages locked or off the LRU) fails
  * with EAGAIN, and immediate retries fail alike. Left so, 1 to 5 of a
  * worker's ~18 ranges stayed on small pages, differently at each start, and
- * its forks copied up to 3 times the entries. A pass a millisecond later
- * finds them free. */
-#define COLLAPSE_RANGES 256 /* 512 MiB of heap; beyond, a failed range stays as it is */
-#define COLLAPSE_PASSES 16
+ * its forks copied up to 3 times the entries. Passes over the failed ones,
+ * 1, 2, 4, 8 and then 16 ms apart, find them free (80 ms at most). */
+#define COLLAPSE_RANGES   256 /* 512 MiB of heap; beyond, a failed range stays as it is */
+#define COLLAPSE_PASSES   8
+#define COLLAPSE_PAUSE_MS 16 /* the longest pause between passes */
 
 /* Allocate size-byte chunks until one comes from the top chunk (at or above
  * top) or the budget of free bytes is spent; keep all but that last one. */
@@ -111,7 +112,8 @@ static void collapse_heap(void)
     fclose(maps);
     for (int pass = 0; pass < COLLAPSE_PASSES && n; pass++) {
         size_t left = 0;
-        nanosleep(&(struct timespec){0, 1000000}, NULL);
+        long ms = pass < 4 ? 1L << pass : COLLAPSE_PAUSE_MS;
+        nanosleep(&(struct timespec){0, ms * 1000000}, NULL);
         for (size_t i = 0; i < n; i++)
             if (collapse_range(again[i]))
                 again[left++] = again[i];
