@@ -59,9 +59,9 @@ def find_binary(build_dir, name):
     return None
 
 
-def command(name, port, binaries):
+def command(name, port, binaries, flags=()):
     if name == "pyexecd":
-        return [binaries["pyexecd"], "--host=127.0.0.1", f"--port={port}"], None
+        return [binaries["pyexecd"], "--host=127.0.0.1", f"--port={port}", *flags], None
     if name == "subprocess":
         gunicorn = shutil.which("gunicorn") or "/usr/bin/gunicorn"
         return [gunicorn, "--chdir", os.path.join(BENCH_DIR, "baselines"), "--workers",
@@ -78,11 +78,11 @@ def command(name, port, binaries):
 
 
 class Server:
-    def __init__(self, name, binaries, ready_timeout=60):
+    def __init__(self, name, binaries, ready_timeout=60, flags=()):
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/execute"
-        argv, env = command(name, self.port, binaries)
+        argv, env = command(name, self.port, binaries, flags)
         self.log = open(os.devnull, "w")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, env=env,
                                      start_new_session=True)
