@@ -144,11 +144,11 @@ static void test_plan_small_container(void **state)
     FILE *null = fopen("/dev/null", "w");
     assert_int_equal(budget_plan_for(&cfg, &b, 512, 1, null), 0);
     fclose(null);
-    /* Half the memory would hold 6 workers; 5 leave a script its 256 MiB. */
+    /* Half the memory would hold 5 workers; 4 leave a script its 256 MiB. */
     long tmp_mb = cfg.tmp_kb >> 10;
     assert_int_equal(cfg.workers,
                      (512 - BUDGET_BASE_MB - tmp_mb - BUDGET_SCRIPT_FLOOR_MB) / BUDGET_WORKER_MB);
-    assert_int_equal(cfg.workers, 5);
+    assert_int_equal(cfg.workers, 4);
     assert_int_equal(b.footprint_mb, BUDGET_BASE_MB + BUDGET_WORKER_MB * cfg.workers);
     assert_int_equal(b.tmp_mb, tmp_mb);
     assert_int_equal(cfg.memory_mb, 512 - b.footprint_mb - tmp_mb);
