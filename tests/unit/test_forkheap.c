@@ -88,26 +88,53 @@ static int collapse_available(void)
     return ok;
 }
 
+struct mapping {
+    uintptr_t lo, hi;
+    bool heap, no_huge; /* [heap]; advised MADV_NOHUGEPAGE */
+    long huge_kb;       /* its AnonHugePages */
+};
+
+/* This process's mappings, from /proc/self/smaps. */
+static int read_mappings(struct mapping *m, int max)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    int n = 0;
+    long v;
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f)) {
+        uintptr_t lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+            assert_true(n < max);
+            m[n++] = (struct mapping){lo, hi, strstr(line, "[heap]") != NULL, false, 0};
+        } else if (n && sscanf(line, "AnonHugePages: %ld kB", &v) == 1) {
+            m[n - 1].huge_kb = v;
+        } else if (n && !strncmp(line, "VmFlags:", 8)) {
+            m[n - 1].no_huge = strstr(line, " nh") != NULL;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+static struct mapping maps[8192];
+
 /* AnonHugePages summed over the [heap] mappings, or (start != 0) of the
  * mapping that starts at start, -1 if none does; *no_huge: that mapping is
  * advised MADV_NOHUGEPAGE. */
 static long huge_kb(uintptr_t start, bool *no_huge)
 {
-    FILE *f = fopen("/proc/self/smaps", "r");
-    char line[512];
-    long kb = start ? -1 : 0, v;
-    int in = 0;
-    assert_non_null(f);
-    while (fgets(line, sizeof(line), f)) {
-        uintptr_t lo, hi;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
-            in = start ? lo == start : strstr(line, "[heap]") != NULL;
-        else if (in && sscanf(line, "AnonHugePages: %ld kB", &v) == 1)
-            kb = start ? v : kb + v;
-        else if (in && no_huge && !strncmp(line, "VmFlags:", 8))
-            *no_huge = strstr(line, " nh") != NULL;
+    int n = read_mappings(maps, 8192);
+    long kb = start ? -1 : 0;
+    for (int i = 0; i < n; i++) {
+        if (start && maps[i].lo == start) {
+            if (no_huge)
+                *no_huge = maps[i].no_huge;
+            return maps[i].huge_kb;
+        }
+        if (!start && maps[i].heap)
+            kb += maps[i].huge_kb;
     }
-    fclose(f);
     return kb;
 }
 
@@ -133,26 +160,15 @@ static void test_heap_goes_onto_huge_pages(void **state)
  * now in the middle of the heap). */
 static long collapsible_ranges(void)
 {
-    FILE *f = fopen("/proc/self/smaps", "r");
-    char line[512];
-    uintptr_t lo = 0, hi = 0;
-    bool heap = false;
-    long n = 0;
-    assert_non_null(f);
-    while (fgets(line, sizeof(line), f)) {
-        uintptr_t a, b;
-        if (sscanf(line, "%lx-%lx ", &a, &b) == 2) {
-            heap = strstr(line, "[heap]") != NULL;
-            lo = a;
-            hi = b;
-        } else if (heap && !strncmp(line, "VmFlags:", 8) && !strstr(line, " nh")) {
-            uintptr_t first = (lo + (2UL << 20) - 1) & ~((2UL << 20) - 1);
-            uintptr_t last = hi & ~((2UL << 20) - 1);
-            n += last > first ? (long)((last - first) >> 21) : 0;
-        }
+    int n = read_mappings(maps, 8192);
+    long ranges = 0;
+    for (int i = 0; i < n; i++) {
+        uintptr_t first = (maps[i].lo + (2UL << 20) - 1) & ~((2UL << 20) - 1);
+        uintptr_t last = maps[i].hi & ~((2UL << 20) - 1);
+        if (maps[i].heap && !maps[i].no_huge && last > first)
+            ranges += (long)((last - first) >> 21);
     }
-    fclose(f);
-    return n;
+    return ranges;
 }
 
 /* Workers start together and collapse the very pages they share with the
@@ -256,8 +272,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_drained_heap_allocates_from_the_top),
         cmocka_unit_test(test_heap_goes_onto_huge_pages),
-        cmocka_unit_test(test_siblings_collapse_their_whole_heaps),
         cmocka_unit_test(test_children_start_on_small_pages),
+        /* Last: its large heap would leave the one above nothing to test. */
+        cmocka_unit_test(test_siblings_collapse_their_whole_heaps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
