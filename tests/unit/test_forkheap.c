@@ -138,18 +138,24 @@ static long huge_kb(uintptr_t start, bool *no_huge)
     return kb;
 }
 
+/* Grow the brk heap by n small objects, written to, on 4 KiB pages; kept:
+ * the heap must stay this large. */
+static void grow_small_pages(int n)
+{
+    assert_int_equal(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
+    for (int i = 0; i < n; i++)
+        memset(malloc(200), 1, 200);
+    assert_int_equal(prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0), 0);
+}
+
 static void test_heap_goes_onto_huge_pages(void **state)
 {
     (void)state;
     if (UNDER_ASAN || !collapse_ok)
         skip();
-    /* Grow the brk heap by ~8 MiB of small objects, written to, on 4 KiB
-     * pages (as the worker's heap is where its writes split the huge pages
-     * it shared with the template). */
-    assert_int_equal(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
-    for (int i = 0; i < 40000; i++)
-        memset(malloc(200), 1, 200); /* kept: the heap must stay this large */
-    assert_int_equal(prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0), 0);
+    /* ~8 MiB (as the worker's heap is where its writes split the huge
+     * pages it shared with the template). */
+    grow_small_pages(40000);
     long before = huge_kb(0, NULL);
     forkheap_settle();
     assert_true(huge_kb(0, NULL) >= before + 3 * 2048);
@@ -179,10 +185,7 @@ static void test_siblings_collapse_their_whole_heaps(void **state)
     (void)state;
     if (UNDER_ASAN || !collapse_ok)
         skip();
-    assert_int_equal(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
-    for (int i = 0; i < 200000; i++)
-        memset(malloc(200), 1, 200); /* ~40 MiB of shared small pages, kept */
-    assert_int_equal(prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0), 0);
+    grow_small_pages(200000); /* ~40 MiB, which the siblings share */
     long whole = collapsible_ranges();
     assert_true(whole >= 8);
 
