@@ -4,12 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 static int write_oom_adj(int proc_fd, int value)
@@ -43,35 +41,19 @@ int priority_protect_service(void)
     return read_oom_adj();
 }
 
-/* struct sched_attr of sched_setattr(2), its first version (48 bytes); glibc
- * 2.36 has neither the call nor the struct. */
-struct sched_attr_v0 {
-    uint32_t size;
-    uint32_t sched_policy;
-    uint64_t sched_flags;
-    int32_t sched_nice;
-    uint32_t sched_priority;
-    uint64_t sched_runtime, sched_deadline, sched_period;
-};
-
 int priority_lower_child(int proc_fd)
 {
     /* Raising one's own nice and OOM score needs no privilege; only the way
      * back does, and the uid drop and seccomp take that away. The nice value
      * is the part that matters; a sandbox without SCHED_BATCH or a writable
-     * oom_score_adj (gVisor) still runs the script. Nice and policy in one
-     * call where the kernel has it (a few microseconds a child). */
-    struct sched_attr_v0 attr = {
-        .size = sizeof(attr), .sched_policy = SCHED_BATCH, .sched_nice = PRIORITY_CHILD_NICE};
-    if (syscall(SYS_sched_setattr, 0, &attr, 0)) {
-        errno = 0;
-        if (setpriority(PRIO_PROCESS, 0, PRIORITY_CHILD_NICE) && errno)
-            return -errno;
-        struct sched_param none = {0};
-        if (sched_setscheduler(0, SCHED_BATCH, &none) && errno != EINVAL && errno != EPERM &&
-            errno != ENOSYS)
-            return -errno;
-    }
+     * oom_score_adj (gVisor) still runs the script. */
+    errno = 0;
+    if (setpriority(PRIO_PROCESS, 0, PRIORITY_CHILD_NICE) && errno)
+        return -errno;
+    struct sched_param none = {0};
+    if (sched_setscheduler(0, SCHED_BATCH, &none) && errno != EINVAL && errno != EPERM &&
+        errno != ENOSYS)
+        return -errno;
     int r = write_oom_adj(proc_fd, PRIORITY_CHILD_OOM_ADJ);
     return r == -ENOENT || r == -EACCES ? 0 : r;
 }
