@@ -73,7 +73,7 @@ def command(name, port, binaries, flags=()):
     if name == "floor":
         return [binaries["pyexec-floor"], "--port", str(port)], None
     if name == "unconfined":
-        return [binaries["pyexecd-unconfined"], "--host=127.0.0.1", f"--port={port}"], None
+        return [binaries["pyexecd-unconfined"], "--host=127.0.0.1", f"--port={port}", *flags], None
     raise ValueError(name)
 
 

@@ -339,6 +339,7 @@ static const struct rule denied[] = {
     {"lsetxattr", ANY, 0},
     {"sched_setaffinity", ANY, 0},
     {"sched_setscheduler", ANY, 0},
+    {"sched_setattr", ANY, 0},
     {"setpriority", ANY, 0},
     {"kexec_load", ANY, 0},
     {"acct", ANY, 0},

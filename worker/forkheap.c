@@ -48,10 +48,10 @@
  * with EAGAIN, and immediate retries fail alike. Left so, 1 to 5 of a
  * worker's ~18 ranges stayed on small pages, differently at each start, and
  * its forks copied up to 3 times the entries. Passes over the failed ones,
- * 1, 2, 4, 8 and then 16 ms apart, find them free (80 ms at most). */
-#define COLLAPSE_RANGES   256 /* 512 MiB of heap; beyond, a failed range stays as it is */
-#define COLLAPSE_PASSES   8
-#define COLLAPSE_PAUSE_MS 16 /* the longest pause between passes */
+ * 1, 2, 4 and 8 ms apart, find them free: a worker started while requests
+ * wait (pool.c) forks its first spare at most 15 ms later for it. */
+#define COLLAPSE_RANGES 256 /* 512 MiB of heap; beyond, a failed range stays as it is */
+#define COLLAPSE_PASSES 4
 
 /* Allocate size-byte chunks until one comes from the top chunk (at or above
  * top) or the budget of free bytes is spent; keep all but that last one. */
@@ -112,8 +112,7 @@ static void collapse_heap(void)
     fclose(maps);
     for (int pass = 0; pass < COLLAPSE_PASSES && n; pass++) {
         size_t left = 0;
-        long ms = pass < 4 ? 1L << pass : COLLAPSE_PAUSE_MS;
-        nanosleep(&(struct timespec){0, ms * 1000000}, NULL);
+        nanosleep(&(struct timespec){0, (1L << pass) * 1000000}, NULL);
         for (size_t i = 0; i < n; i++)
             if (collapse_range(again[i]))
                 again[left++] = again[i];

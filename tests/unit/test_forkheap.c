@@ -94,18 +94,21 @@ struct mapping {
     long huge_kb;       /* its AnonHugePages */
 };
 
-/* This process's mappings, from /proc/self/smaps. */
+/* This process's mappings, from /proc/self/smaps (the first max of them);
+ * 0 if it cannot be read. No cmocka assertion: forked children call it. */
 static int read_mappings(struct mapping *m, int max)
 {
     FILE *f = fopen("/proc/self/smaps", "r");
     char line[512];
     int n = 0;
     long v;
-    assert_non_null(f);
+    if (!f)
+        return 0;
     while (fgets(line, sizeof(line), f)) {
         uintptr_t lo, hi;
         if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
-            assert_true(n < max);
+            if (n == max)
+                break;
             m[n++] = (struct mapping){lo, hi, strstr(line, "[heap]") != NULL, false, 0};
         } else if (n && sscanf(line, "AnonHugePages: %ld kB", &v) == 1) {
             m[n - 1].huge_kb = v;
@@ -177,6 +180,20 @@ static long collapsible_ranges(void)
     return ranges;
 }
 
+/* A counter of /proc/vmstat, or -1. */
+static long vmstat(const char *name)
+{
+    FILE *f = fopen("/proc/vmstat", "r");
+    char key[64];
+    long v, found = -1;
+    while (f && found < 0 && fscanf(f, "%63s %ld", key, &v) == 2)
+        if (!strcmp(key, name))
+            found = v;
+    if (f)
+        fclose(f);
+    return found;
+}
+
 /* Workers start together and collapse the very pages they share with the
  * template at the same moment: each must still end with every whole 2 MiB
  * range of its heap huge (a range the other was copying is tried again). */
@@ -190,6 +207,7 @@ static void test_siblings_collapse_their_whole_heaps(void **state)
     assert_true(whole >= 8);
 
     enum { SIBLINGS = 4 };
+    long alloc_failed = vmstat("thp_collapse_alloc_failed");
     int go[2];
     pid_t pids[SIBLINGS];
     assert_int_equal(pipe(go), 0);
@@ -206,12 +224,18 @@ static void test_siblings_collapse_their_whole_heaps(void **state)
     }
     close(go[0]);
     close(go[1]);
+    int failed = 0;
     for (int i = 0; i < SIBLINGS; i++) {
         int status;
         assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
         assert_true(WIFEXITED(status));
-        assert_int_equal(WEXITSTATUS(status), 0);
+        failed += WEXITSTATUS(status) != 0;
     }
+    /* No free 2 MiB page to collapse into is the machine's state, not the
+     * code's: nothing to judge then. */
+    if (failed && vmstat("thp_collapse_alloc_failed") > alloc_failed)
+        skip();
+    assert_int_equal(failed, 0);
 }
 
 static long rss_anon_kb(void)
