@@ -16,10 +16,10 @@
 
 #include "common/config.h"
 
-/* Measured PSS of an idle pyexecd (bench/fairness, BENCHMARKS.md "Memory"):
- * the acceptor and the template together, and each worker with its spare
- * (32.6-35.5 MiB with every whole range of its heap on a huge page of its
- * own, worker/forkheap.c). */
+/* Measured PSS of an idle pyexecd (bench/fairness, BENCHMARKS.md "Memory"
+ * and "Every range of the heap huge"): the acceptor and the template
+ * together, and each worker with its spare (32.6-35.5 MiB with every whole
+ * range of its heap on a huge page of its own, worker/forkheap.c). */
 #define BUDGET_BASE_MB   57
 #define BUDGET_WORKER_MB 36
 /* Workers per CPU when --workers is 0, so that a few long scripts (each
