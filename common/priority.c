@@ -46,9 +46,14 @@ int priority_lower_child(int proc_fd)
     /* Raising one's own nice and OOM score needs no privilege; only the way
      * back does, and the uid drop and seccomp take that away. The nice value
      * is the part that matters; a sandbox without SCHED_BATCH or a writable
-     * oom_score_adj (gVisor) still runs the script. */
+     * oom_score_adj (gVisor) still runs the script. A service started
+     * nicer than that (nice -n 15) keeps its children where they are: going
+     * back down to PRIORITY_CHILD_NICE would need the privilege. */
     errno = 0;
-    if (setpriority(PRIO_PROCESS, 0, PRIORITY_CHILD_NICE) && errno)
+    int now = getpriority(PRIO_PROCESS, 0);
+    if (errno)
+        return -errno;
+    if (now < PRIORITY_CHILD_NICE && setpriority(PRIO_PROCESS, 0, PRIORITY_CHILD_NICE))
         return -errno;
     struct sched_param none = {0};
     if (sched_setscheduler(0, SCHED_BATCH, &none) && errno != EINVAL && errno != EPERM &&

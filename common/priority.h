@@ -33,8 +33,9 @@
  * child's. Returns the value in force, or -errno if it cannot be read. */
 int priority_protect_service(void);
 
-/* For the calling child: nice PRIORITY_CHILD_NICE, SCHED_BATCH (the kernel
- * treats it as CPU-bound: no preemption of others when it wakes) and
+/* For the calling child: nice PRIORITY_CHILD_NICE (or its own, if higher),
+ * SCHED_BATCH (the kernel treats it as CPU-bound: no preemption of others
+ * when it wakes) and
  * oom_score_adj PRIORITY_CHILD_OOM_ADJ, written through proc_fd (a directory
  * fd of a writable /proc; 0 or less: /proc as mounted). Returns 0 or -errno. */
 int priority_lower_child(int proc_fd);

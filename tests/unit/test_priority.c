@@ -62,6 +62,33 @@ static void test_lower_child(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* A service started nicer than a child's nice (nice -n 15), by a user who
+ * may not lower it again: its children keep their nice and still run. */
+static void test_lower_child_already_nicer(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (geteuid() == 0 && setresuid(65534, 65534, 65534))
+            _exit(1);
+        if (setpriority(PRIO_PROCESS, 0, PRIORITY_CHILD_NICE + 5))
+            _exit(2);
+        if (priority_lower_child(0))
+            _exit(3);
+        errno = 0;
+        if (getpriority(PRIO_PROCESS, 0) != PRIORITY_CHILD_NICE + 5 || errno)
+            _exit(4);
+        if (sched_getscheduler(0) != SCHED_BATCH)
+            _exit(5);
+        _exit(0);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* A child that burns CPU: its time is seen, and demoting it sets nice 19. */
 static void test_cpu_time_and_demote(void **state)
 {
@@ -98,6 +125,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lower_child),
+        cmocka_unit_test(test_lower_child_already_nicer),
         cmocka_unit_test(test_cpu_time_and_demote),
         cmocka_unit_test(test_oom_kills_readable),
     };
