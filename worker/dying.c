@@ -48,25 +48,34 @@ static void queue_unmount(struct dying *d, const char *path, bool reaped)
 {
     if (d->nunmount == DYING_MAX)
         dying_unmount(d);
+    if (d->nunmount == DYING_MAX) { /* every one failed, its child alive */
+        cannot_remove(d, path, -EBUSY);
+        return;
+    }
     snprintf(d->unmount[d->nunmount].path, TMPDIR_PATH_MAX, "%s", path);
-    d->unmount[d->nunmount++].reaped = reaped;
+    d->unmount[d->nunmount].reaped = reaped;
+    d->unmount[d->nunmount++].failed = false;
 }
 
-/* A reaped child's tmpfs temp dir: if still queued, its unmount now counts
- * (a failure retires the worker); if dying_unmount already detached it, what
- * is left is a quick check, or the retry of a detach that failed while the
- * child lived, here and now, before any other script runs. */
+/* A reaped child's tmpfs temp dir: not queued, dying_unmount detached it
+ * already; queued, its unmount now counts (a failure retires the worker),
+ * and one that failed while the child lived is tried again here and now,
+ * before any other script runs. */
 static void unmount_reaped(struct dying *d, const char *path)
 {
     for (int i = 0; i < d->nunmount; i++) {
-        if (!strcmp(d->unmount[i].path, path)) {
+        if (strcmp(d->unmount[i].path, path))
+            continue;
+        if (!d->unmount[i].failed) {
             d->unmount[i].reaped = true;
             return;
         }
+        int r = tmpdir_remove(path);
+        if (r)
+            cannot_remove(d, path, r);
+        d->unmount[i] = d->unmount[--d->nunmount];
+        return;
     }
-    int r = tmpdir_remove(path);
-    if (r)
-        cannot_remove(d, path, r);
 }
 
 /* A plain temp dir, once its child is reaped: no write of the child's can
@@ -102,13 +111,18 @@ static void remove_plain(struct dying *d, const char *path)
 
 void dying_unmount(struct dying *d)
 {
+    int kept = 0;
     for (int i = 0; i < d->nunmount; i++) {
         /* Detached now, freed by the kernel once its child is gone. */
         int r = tmpdir_remove(d->unmount[i].path);
-        if (r && d->unmount[i].reaped)
+        if (r && d->unmount[i].reaped) {
             cannot_remove(d, d->unmount[i].path, r);
+        } else if (r) {
+            d->unmount[kept] = d->unmount[i];
+            d->unmount[kept++].failed = true;
+        }
     }
-    d->nunmount = 0;
+    d->nunmount = kept;
 }
 
 void dying_reap(struct dying *d, bool block)

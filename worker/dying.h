@@ -25,6 +25,7 @@ struct dying {
     struct {
         char path[TMPDIR_PATH_MAX];
         bool reaped;
+        bool failed;      /* detached in vain while its child lived: tried again at the reap */
     } unmount[DYING_MAX]; /* tmpfs temp dirs left for dying_unmount */
     int nunmount;
     bool tmpfs;  /* set by the worker: every temp dir is a tmpfs of its own */
