@@ -140,13 +140,15 @@ def install_cleanup():
     signal.signal(signal.SIGHUP, on_signal)
 
 
-def run_bench(bench, url, workload, connections, duration, warmup, extra=()):
-    """One pyexec-bench run; returns its --json object."""
+def run_bench(bench, url, workload, connections, duration, warmup, extra=(), requests=None):
+    """One pyexec-bench run of duration seconds (or, given, exactly requests
+    requests); returns its --json object."""
     import json
-    argv = [bench, "--json", "-c", str(connections), "-d", f"{duration}s", "-w", f"{warmup}s",
+    window = ["-n", str(requests)] if requests else ["-d", f"{duration}s"]
+    argv = [bench, "--json", "-c", str(connections), *window, "-w", f"{warmup}s",
             "-W", workload, "-t", "60s", *extra, url]
     proc = subprocess.run(argv, capture_output=True, text=True,
-                          timeout=duration + warmup + 120)
+                          timeout=(duration or 0) + warmup + 300)
     if proc.returncode != 0:
         raise RuntimeError(f"pyexec-bench failed: {proc.stderr.strip()}")
     return json.loads(proc.stdout)
