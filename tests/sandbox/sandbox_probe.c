@@ -52,7 +52,6 @@
 #include "seccomp/landlock.h"
 #include "seccomp/policy.h"
 #include "seccomp/privdrop.h"
-#include "seccomp/privdrop.h"
 
 #define EXIT_SKIP    77
 #define SANDBOX_USER "65534"
@@ -318,19 +317,31 @@ static int op_setuid_root(void)
     return setuid(0) < 0 ? errno : 0;
 }
 
-/* "Succeeds" when the process still holds a capability or runs as root. */
+/* "Succeeds" when the process still holds a capability, could regain one
+ * through a file (bounding or ambient set), or runs as root. */
 static int op_capabilities(void)
 {
+    static const char *const sets[] = {"CapEff:", "CapPrm:", "CapInh:", "CapBnd:", "CapAmb:"};
     FILE *f = fopen("/proc/self/status", "re");
     char line[256];
     int held = geteuid() == 0;
     if (!f)
         return errno;
     while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "CapEff:", 7) == 0 || strncmp(line, "CapPrm:", 7) == 0)
-            held |= strtoull(line + 7, NULL, 16) != 0;
+        for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
+            if (strncmp(line, sets[i], 7) == 0)
+                held |= strtoull(line + 7, NULL, 16) != 0;
     fclose(f);
     return held ? 0 : EPERM;
+}
+
+/* As the worker does at start: the child then inherits an empty bounding set
+ * and only reads it (privdrop.h). */
+static void prepare_worker_bounding(void)
+{
+    int rc = privdrop_bounding_set();
+    if (rc)
+        fprintf(stderr, "sandbox_probe: privdrop_bounding_set: %s\n", strerror(-rc));
 }
 
 static void *thread_main(void *arg)
@@ -872,6 +883,7 @@ static const struct op ops[] = {
     {"read_proc_parent_environ", op_read_proc_parent_environ, DENY, ROOT_UNCONFINED, NULL},
     {"setuid_root", op_setuid_root, DENY, ROOT, NULL},
     {"capabilities", op_capabilities, DENY, ROOT, NULL},
+    {"capabilities_worker_dropped", op_capabilities, DENY, ROOT, prepare_worker_bounding},
     {"fcntl_setown", op_fcntl_setown, DENY, 0, NULL},
     {"fcntl_setown_ex", op_fcntl_setown_ex, DENY, 0, NULL},
     {"fcntl_setsig", op_fcntl_setsig, DENY, 0, NULL},
