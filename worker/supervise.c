@@ -512,7 +512,8 @@ void supervise_settle(struct child *c, struct run *run, int sigchld_fd, int max_
         }
         int left = (int)(deadline - now_ms());
         struct pollfd pfd = {.fd = sigchld_fd, .events = POLLIN};
-        if (left <= 0 || poll(&pfd, 1, left) < 0)
+        /* The very SIGCHLD awaited interrupts the poll: look again. */
+        if (left <= 0 || (poll(&pfd, 1, left) < 0 && errno != EINTR))
             return;
         reap_signal_drain(sigchld_fd);
     }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -385,6 +386,25 @@ static void test_forged_frames_change_nothing(void **state)
     run_free(&run);
 }
 
+/* A child killed at its result that takes a while to die (its threads'
+ * teardown): its SIGCHLD arrives while supervise_settle waits for it, which
+ * interrupts the wait, and the child is reaped there all the same. */
+static void test_settle_reaps_a_child_dying_during_the_wait(void **state)
+{
+    (void)state;
+    struct child c = {.pid = fork()};
+    assert_true(c.pid >= 0);
+    if (c.pid == 0) {
+        poll(NULL, 0, 100); /* its dying, drawn out */
+        _exit(0);
+    }
+    struct run run = {.killed = true};
+    supervise_settle(&c, &run, sigchld_pipe[0], 10000);
+    assert_true(run.reaped);
+    assert_true(WIFEXITED(run.wait_status));
+    assert_int_equal(waitpid(c.pid, NULL, WNOHANG), -1); /* no longer ours to reap */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -395,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_setup_failures_before_start),
         cmocka_unit_test(test_script_exit_codes_stay_the_scripts),
         cmocka_unit_test(test_forged_frames_change_nothing),
+        cmocka_unit_test(test_settle_reaps_a_child_dying_during_the_wait),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
