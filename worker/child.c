@@ -285,12 +285,12 @@ int64_t child_oom_kills(bool fresh)
     return kills;
 }
 
-int child_spawn(const struct child_params *p, struct child *c)
+int child_spawn(const struct child_params *p, const char *base, struct child *c)
 {
     /* pipes[i][0] read end, [1] write end; the child gets req's read end and
      * the write ends of out, err and res. */
     int pipes[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
-    int r = tmpdir_create(c->tmpdir, p->scratch, p->uid, p->gid, p->tmpfs_kb);
+    int r = tmpdir_create(c->tmpdir, base, p->uid, p->gid, p->tmpfs_kb);
     if (r)
         return r;
     for (int i = 0; i < 4; i++) {

@@ -20,7 +20,6 @@ struct child_params {
     uid_t uid;                  /* run as this uid/gid when the worker is root; -1: stay */
     gid_t gid;
     size_t result_cap;         /* bytes of result JSON */
-    const char *scratch;       /* the worker's dir in which each child gets its temp dir */
     size_t tmpfs_kb;           /* > 0: each temp dir is a tmpfs of this size (tmpdir.h) */
     struct policy_prog policy; /* compiled once by the worker */
     int proc_fd; /* /proc, opened before the worker's mount namespace made it read-only; 0: none */
@@ -53,9 +52,10 @@ int64_t child_oom_kills(bool fresh);
  * later would reach children (test_escape.py checks what a script sees). */
 void child_note_signals(struct child_params *p);
 
-/* Fork a child that prepares itself and waits for its request. Returns 0 or
- * -errno; on failure nothing is left behind. */
-int child_spawn(const struct child_params *p, struct child *c);
+/* Fork a child that prepares itself and waits for its request, its temp dir
+ * made in base (dying_tmpdir_base). Returns 0 or -errno; on failure nothing
+ * is left behind. */
+int child_spawn(const struct child_params *p, const char *base, struct child *c);
 
 /* Close the worker's ends (idempotent). */
 void child_close_fds(struct child *c);

@@ -109,12 +109,52 @@ static void remove_plain(struct dying *d, const char *path)
         cannot_remove(d, path, r);
 }
 
+/* path lies in the batch dir (not "": no batch). */
+static bool in_batch(const char *path, const char *batch)
+{
+    size_t n = strlen(batch);
+    return n && !strncmp(path, batch, n) && path[n] == '/';
+}
+
+const char *dying_tmpdir_base(struct dying *d, const char *base)
+{
+    if (!d->tmpfs)
+        return base;
+    if (d->batch[0] && d->batch_dirs < DYING_BATCH) {
+        d->batch_dirs++;
+        return d->batch;
+    }
+    if (d->batch[0]) { /* full: the next dying_unmount takes it */
+        if (d->old_batch[0])
+            dying_unmount(d); /* not reached: one dying_unmount runs per spare */
+        memcpy(d->old_batch, d->batch, sizeof(d->old_batch));
+        d->batch[0] = '\0';
+    }
+    if (tmpdir_batch_create(d->batch, base, DYING_BATCH)) {
+        d->batch[0] = '\0';
+        return base; /* each temp dir then unmounted alone, as it comes */
+    }
+    d->batch_dirs = 1;
+    return d->batch;
+}
+
+/* A queued tmpfs temp dir: sealed where it is when its child is reaped and
+ * it is small, else unmounted now (detached, freed by the kernel once its
+ * child is gone). */
+static int dispose(const struct dying *d, const char *path, bool reaped)
+{
+    if (reaped && in_batch(path, d->batch) && !tmpdir_seal(path, SMALL_TREE))
+        return 0;
+    return tmpdir_remove(path);
+}
+
 void dying_unmount(struct dying *d)
 {
     int kept = 0;
     for (int i = 0; i < d->nunmount; i++) {
-        /* Detached now, freed by the kernel once its child is gone. */
-        int r = tmpdir_remove(d->unmount[i].path);
+        if (in_batch(d->unmount[i].path, d->old_batch))
+            continue; /* goes with its batch, below */
+        int r = dispose(d, d->unmount[i].path, d->unmount[i].reaped);
         if (r && d->unmount[i].reaped) {
             cannot_remove(d, d->unmount[i].path, r);
         } else if (r) {
@@ -123,6 +163,12 @@ void dying_unmount(struct dying *d)
         }
     }
     d->nunmount = kept;
+    if (d->old_batch[0]) {
+        int r = tmpdir_remove(d->old_batch);
+        if (r)
+            cannot_remove(d, d->old_batch, r);
+        d->old_batch[0] = '\0';
+    }
 }
 
 void dying_reap(struct dying *d, bool block)

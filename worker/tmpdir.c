@@ -23,10 +23,10 @@
 /* A child inherits this process's memory: free only through wipe_free (wipe.h). */
 #pragma GCC poison free realloc
 
-int tmpdir_create(char path[TMPDIR_PATH_MAX], const char *base, uid_t uid, gid_t gid,
-                  size_t tmpfs_kb)
+/* mkdtemp base/prefix-XXXXXX into path. */
+static int make_dir(char path[TMPDIR_PATH_MAX], const char *base, const char *prefix)
 {
-    if (snprintf(path, TMPDIR_PATH_MAX, "%s/run-XXXXXX", base) >= TMPDIR_PATH_MAX)
+    if (snprintf(path, TMPDIR_PATH_MAX, "%s/%s-XXXXXX", base, prefix) >= TMPDIR_PATH_MAX)
         return -ENAMETOOLONG;
     /* Run as a normal user, a script shares the worker's uid and so may
      * chmod the scratch dir (Landlock does not govern chmod): give it back
@@ -40,7 +40,15 @@ int tmpdir_create(char path[TMPDIR_PATH_MAX], const char *base, uid_t uid, gid_t
             return -errno;
         memcpy(path + strlen(path) - 6, "XXXXXX", 6);
     }
-    int r = 0;
+    return 0;
+}
+
+int tmpdir_create(char path[TMPDIR_PATH_MAX], const char *base, uid_t uid, gid_t gid,
+                  size_t tmpfs_kb)
+{
+    int r = make_dir(path, base, "run");
+    if (r)
+        return r;
     if (tmpfs_kb > 0) {
         char opts[128];
         snprintf(opts, sizeof(opts), "size=%zuk,nr_inodes=%d,mode=0700,uid=%d,gid=%d", tmpfs_kb,
@@ -53,6 +61,22 @@ int tmpdir_create(char path[TMPDIR_PATH_MAX], const char *base, uid_t uid, gid_t
     }
     if (r)
         rmdir(path);
+    return r;
+}
+
+int tmpdir_batch_create(char path[TMPDIR_PATH_MAX], const char *base, int dirs)
+{
+    int r = make_dir(path, base, "batch");
+    if (r)
+        return r;
+    /* Each temp dir inside is a directory (an inode, no block) with a mount
+     * on it; 0711 lets a child reach its own by name, not list the others. */
+    char opts[64];
+    snprintf(opts, sizeof(opts), "size=%dk,nr_inodes=%d,mode=0711", TMPDIR_BATCH_KB, dirs + 1);
+    if (mount("pyexec-batch", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts)) {
+        r = -errno;
+        rmdir(path);
+    }
     return r;
 }
 
@@ -245,6 +269,34 @@ static int remove_entry(int dfd, const char *name, unsigned char type, void *ctx
     if (!rm->err)
         rm->err = -errno;
     return WALK_NEXT;
+}
+
+/* Make the mount at path read-only: mount_setattr (Linux 5.12), else a bind
+ * remount, which must name the flags the mount keeps. Both refuse a path that
+ * is no mount's root (EINVAL): never the batch around it. */
+static int make_readonly(const char *path)
+{
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+    if (!mount_setattr(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, &attr, sizeof(attr)))
+        return 0;
+    const unsigned long keep = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    return mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) ? -errno : 0;
+}
+
+int tmpdir_seal(const char *path, long max_entries)
+{
+    int fd = open_dir(AT_FDCWD, path);
+    if (fd < 0)
+        return fd;
+    if (geteuid() != 0)
+        fchmod(fd, S_IRWXU);
+    struct removal rm = {.budget = max_entries};
+    int r = walk_tree(fd, remove_entry, true, &rm);
+    if (rm.too_big)
+        return -E2BIG;
+    if (!r)
+        r = rm.err;
+    return r ? r : make_readonly(path);
 }
 
 /* A directory holding a mount of its own (the temp dir's tmpfs). */

@@ -1,11 +1,13 @@
 /* The private temp dir of one child: made by the worker before the fork,
  * owned by the sandbox uid, removed after the child is done without ever
  * following a link the script planted. Where the worker may mount, each temp
- * dir is a tmpfs of its own, so the kernel caps its bytes and files and
- * unmounting takes all of it at once; elsewhere it is a plain directory that
- * supervise.c measures and this file removes entry by entry. Runs in the
- * worker; tmpdir_remove also in the template (a reaped worker's scratch dir)
- * and the acceptor (a killed template's, server/template_ctl.c). */
+ * dir is a tmpfs of its own, so the kernel caps its bytes and files; a
+ * finished one is emptied and sealed read-only, or unmounted whole, and the
+ * batch it sits in is unmounted with all of them at once. Elsewhere it is a
+ * plain directory that supervise.c measures and this file removes entry by
+ * entry. Runs in the worker (dying.c says when); tmpdir_remove also in the
+ * template (a reaped worker's scratch dir) and the acceptor (a killed
+ * template's, server/template_ctl.c). */
 #ifndef PYEXEC_TMPDIR_H
 #define PYEXEC_TMPDIR_H
 
@@ -28,6 +30,24 @@
  * have made it unwritable. path receives its name. Returns 0 or -errno. */
 int tmpdir_create(char path[TMPDIR_PATH_MAX], const char *base, uid_t uid, gid_t gid,
                   size_t tmpfs_kb);
+
+/* A batch: a small tmpfs of its own, made in base (the worker's scratch dir)
+ * with room for dirs temp dirs, each made in it by tmpdir_create and, once
+ * its child is gone, sealed there (tmpdir_seal) instead of unmounted; one
+ * tmpdir_remove of the batch then unmounts all of them at once. Why: every
+ * unmount waits for an RCU grace period, which the kernel expedites by
+ * interrupting every CPU; one for a batch costs what one for each temp dir
+ * did. path receives its name. Returns 0 or -errno. */
+#define TMPDIR_BATCH_KB 64
+int tmpdir_batch_create(char path[TMPDIR_PATH_MAX], const char *base, int dirs);
+
+/* A tmpfs temp dir whose child is gone (nothing can write there any more):
+ * everything in it removed and its mount made read-only, so it holds no
+ * memory and no later script can fill it, while it stays mounted until its
+ * batch goes. Looks at no more than max_entries entries: -E2BIG, with part
+ * of the tree removed, when there are more (the caller then unmounts it).
+ * Returns 0 or -errno. */
+int tmpdir_seal(const char *path, long max_entries);
 
 /* Bytes the directory holds (allocated blocks, every file and subdirectory),
  * counted until they pass limit: the return value is then > limit. A tree of

@@ -70,7 +70,7 @@ static uint64_t monotonic_us(void)
 static void spawn_spare(struct worker *w)
 {
     uint64_t start = monotonic_us();
-    int r = child_spawn(&w->params, &w->spare);
+    int r = child_spawn(&w->params, dying_tmpdir_base(&w->dying, w->scratch), &w->spare);
     w->fork_us = monotonic_us() - start;
     w->have_spare = r == 0;
     if (r)
@@ -328,7 +328,6 @@ static int worker_setup(struct worker *w, const struct worker_args *a)
     /* Entered once here, so every child inherits them at no cost per request. */
     if (snprintf(w->scratch, sizeof(w->scratch), "%s", a->scratch) >= (int)sizeof(w->scratch))
         return -ENAMETOOLONG;
-    w->params.scratch = w->scratch;
     int ns = 0, user = cfg->namespaces && geteuid() != 0 ? namespaces_enter_user() : 0;
     if (user < 0)
         return user;

@@ -241,9 +241,27 @@ def scratch(worker):
     return f"/proc/{worker}/cwd"
 
 
+def sealed(path):
+    """A finished request's tmpfs temp dir, emptied and made read-only until
+    its batch is unmounted (worker/dying.c); False once it is gone."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def all_temp_dirs(worker):
+    """Every run-* temp dir the worker holds, as it sees them: in its scratch
+    dir, or in a batch-* dir there when each is a tmpfs of its own; sealed
+    ones included."""
+    root = scratch(worker)
+    found = glob.glob(os.path.join(root, "run-*")) + glob.glob(os.path.join(root, "batch-*", "run-*"))
+    return sorted(found)
+
+
 def temp_dirs(worker):
-    """The run-* temp dirs in the worker's scratch dir, as the worker sees them."""
-    return sorted(glob.glob(os.path.join(scratch(worker), "run-*")))
+    """The temp dirs a child may still use: all_temp_dirs but the sealed ones."""
+    return [d for d in all_temp_dirs(worker) if os.path.isdir(d) and not sealed(d)]
 
 
 def wait_for_temp_file(server, name, other_than=None, timeout=60):

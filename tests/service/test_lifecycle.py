@@ -1,5 +1,6 @@
 """The process tree under load and faults: isolation between requests,
 overload, a worker killed mid-request, and shutdown."""
+import errno
 import glob
 import json
 import os
@@ -10,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import (Client, Unready, children_of, metric, proc_stat, temp_dirs, until,
-                      wait_for_temp_file, worker_pids)
+from conftest import (Client, Unready, all_temp_dirs, children_of, metric, proc_stat, scratch,
+                      sealed, temp_dirs, until, wait_for_temp_file, worker_pids)
 
 # Marks its temp dir as running, then waits until the test drops a file named
 # "go" into that dir (the test sees it through the worker's root): the test,
@@ -122,7 +123,7 @@ def wait_idle_below(s, n, timeout=60):
 
 
 def worker_of(run_dir):
-    """The pid of the worker whose scratch dir holds run_dir (/proc/PID/cwd/run-*)."""
+    """The pid of the worker whose scratch dir holds run_dir (/proc/PID/cwd/...)."""
     return int(run_dir.split("/proc/")[1].split("/")[0])
 
 
@@ -275,6 +276,110 @@ def test_temp_dirs_removed_after_requests(server):
     for w in worker_pids(server):
         # As the worker sees its scratch dir (through its mount namespace).
         until(lambda: only_an_empty_dir(w), f"worker {w} to remove its children's temp dirs")
+
+
+# Leaves files at two depths and one in out/ (collected once the child is dead).
+LEAVES_FILES = (
+    "import os\ndef main():\n    os.makedirs('a/b')\n"
+    "    open('a/b/f', 'w').write('x' * 100000)\n    open('out/r.txt', 'w').write('r')\n"
+    "    return os.getcwd()"
+)
+
+
+def tmpfs_temp_dirs(s, w):
+    """Skip where temp dirs are plain directories (no mount namespace)."""
+    if not glob.glob(os.path.join(scratch(w), "batch-*")):
+        pytest.skip("temp dirs are not tmpfs mounts here (no mount namespace for the worker)")
+
+
+def mounts_in(w, scratch_path):
+    """Mount points under the worker's scratch dir, from its mountinfo."""
+    with open(f"/proc/{w}/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(scratch_path + "/")]
+
+
+def test_finished_temp_dirs_sealed_then_unmounted_in_batches(make_server):
+    """A finished request's tmpfs temp dir is emptied and made read-only where
+    it stands, and its batch of 16 is unmounted whole once full: after 40
+    requests that each leave files, the worker holds one batch whose
+    finished dirs are empty and refuse writes (even root's), and its mounts
+    are the batch's and no more."""
+    s = make_server("--workers", "1")
+    (w,) = worker_pids(s)
+    tmpfs_temp_dirs(s, w)
+    def settled():
+        # the spare's empty dir the only one in use, in the only batch
+        live = temp_dirs(w)
+        try:
+            return len(live) == 1 and os.listdir(live[0]) == [] and len(batches()) == 1
+        except FileNotFoundError:
+            return False
+
+    def batches():
+        return glob.glob(os.path.join(scratch(w), "batch-*"))
+
+    seen_batches, most_sealed = set(), 0
+    for _ in range(40):
+        status, data = s.execute(LEAVES_FILES)
+        assert status == 200, data
+        assert list(data["files"]) == ["r.txt"], data
+        until(settled, f"worker {w} to seal its children's temp dirs")
+        seen_batches.update(batches())
+        most_sealed = max(most_sealed, len([d for d in all_temp_dirs(w) if sealed(d)]))
+    # Sealed where they stand (not each unmounted), and batch after batch.
+    assert most_sealed >= 10 and len(seen_batches) >= 3, (most_sealed, seen_batches)
+    dirs = all_temp_dirs(w)
+    finished = [d for d in dirs if sealed(d)]
+    assert len(dirs) <= 17 and len(finished) == len(dirs) - 1, dirs
+    for d in finished:
+        assert os.listdir(d) == [], d
+        with pytest.raises(OSError) as e:
+            open(os.path.join(d, "x"), "w")
+        assert e.value.errno == errno.EROFS, (d, e.value)
+    # The batch and its temp dirs are all the mounts under scratch: 40
+    # requests, 2 batches unmounted whole, nothing left over.
+    real = os.readlink(scratch(w))
+    assert len(mounts_in(w, real)) == 1 + len(dirs), mounts_in(w, real)
+
+
+def test_a_big_finished_temp_dir_is_unmounted_alone(make_server):
+    """A temp dir with more entries than the worker empties in passing (64)
+    is unmounted at once, not sealed: its dir is gone, the next request
+    runs, and nothing of it stays mounted."""
+    s = make_server("--workers", "1")
+    (w,) = worker_pids(s)
+    tmpfs_temp_dirs(s, w)
+    status, data = s.execute(
+        "import os\ndef main():\n    for i in range(200):\n        open(f'f{i}', 'w').close()\n"
+        "    return os.getcwd()")
+    assert status == 200, data
+    real = os.readlink(scratch(w))
+    mine = data["result"]
+    assert mine.startswith(real + "/"), (mine, real)
+    until(lambda: mine not in mounts_in(w, real), "the big temp dir to be unmounted")
+    assert not os.path.exists(scratch(w) + mine[len(real):])
+    assert s.execute("def main(): return 'next'")[1]["result"] == "next"
+
+
+def test_finished_temp_dirs_out_of_reach(make_server):
+    """A script reads the worker's mounts from its own mountinfo and tries
+    to write into every other temp dir and batch there: sealed, detached or
+    outside its Landlock rules, none takes a file."""
+    s = make_server("--workers", "1")
+    (w,) = worker_pids(s)
+    tmpfs_temp_dirs(s, w)
+    for _ in range(3):
+        assert s.execute(LEAVES_FILES)[0] == 200
+    status, data = s.execute(
+        "import os\ndef main():\n    own, tried, written = os.getcwd(), 0, []\n"
+        "    for line in open('/proc/self/mountinfo'):\n        mp = line.split()[4]\n"
+        "        if ('/run-' in mp or '/batch-' in mp) and mp != own:\n            tried += 1\n"
+        "            for make in (lambda: open(mp + '/x', 'w').close(), lambda: os.mkdir(mp + '/d')):\n"
+        "                try:\n                    make()\n                    written.append(mp)\n"
+        "                except OSError:\n                    pass\n"
+        "    return {'tried': tried, 'written': written}")
+    assert status == 200, data
+    assert data["result"]["tried"] >= 3 and data["result"]["written"] == [], data["result"]
 
 
 def test_client_disconnect_kills_the_script(make_server):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import PYEXECD, Server
+from conftest import PYEXECD, Server, all_temp_dirs, sealed
 
 # Rounds of (token request, scan) per residue run; PYEXEC_RESIDUE_ROUNDS=20
 # for the long form.
@@ -188,14 +188,17 @@ def worker_pids(s):
 
 
 def scratch_entries(s):
-    """{temp dir: its entries} in the worker's scratch dir (its cwd), as the
-    worker sees it: it may have a mount namespace of its own."""
+    """{temp dir: its entries} for every temp dir in the worker's scratch dir
+    (its cwd), as the worker sees it: it may have a mount namespace of its
+    own, and then the temp dirs sit in batch-* dirs there, finished ones
+    sealed. Besides the temp dirs, the scratch dir holds batches only."""
     out = {}
     for w in worker_pids(s):
-        scratch = f"/proc/{w}/cwd"
-        for d in os.listdir(scratch):
+        root = f"/proc/{w}/cwd"
+        assert all(n.startswith(("run-", "batch-")) for n in os.listdir(root)), os.listdir(root)
+        for d in all_temp_dirs(w):
             try:
-                out[d] = os.listdir(os.path.join(scratch, d))
+                out[d] = os.listdir(d)
             except FileNotFoundError:
                 pass  # removed meanwhile
     return out
@@ -220,7 +223,7 @@ def next_request_is_unhurt(s):
     deadline = time.monotonic() + 60
     while True:
         left = scratch_entries(s)
-        if len(left) <= 1 and not any(left.values()):
+        if len([d for d in left if not sealed(d)]) <= 1 and not any(left.values()):
             break
         assert time.monotonic() < deadline, left
         time.sleep(0.05)

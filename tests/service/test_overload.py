@@ -8,7 +8,6 @@ closed-loop pyexec-bench run; the burst is pyexec-bench in constant-rate
 answered" is `unfinished == 0`, not an artefact of a closing time window.
 Latency bounds are generous (queue timeout + seconds): a loaded 2-core CI
 machine must not fail this test, a hang must."""
-import glob
 import json
 import os
 import re
@@ -18,7 +17,7 @@ import threading
 
 import pytest
 
-from conftest import Server, children_of, until
+from conftest import Server, children_of, temp_dirs, until
 
 BENCH = os.path.join(os.path.dirname(os.environ.get("PYEXECD", "build/server/pyexecd")), "..",
                      "bench", "pyexec-bench")
@@ -119,7 +118,7 @@ def test_twice_the_sustainable_rate(s):
             kids = children_of(w)
             if len(kids) > 2 or [st for _, st in kids].count("Z") > 1:
                 return False
-            if len(glob.glob(f"/proc/{w}/cwd/run-*")) > 2:
+            if len(temp_dirs(w)) > 2:
                 return False
         return True
 

@@ -36,7 +36,7 @@ every socket has a 30 s timeout, only 127.0.0.1 is contacted.
 At the start (after one warm-up round of every case) and at the end, once
 each worker holds exactly its one spare child again, it records:
   acceptor RSS and fds, template fds, each worker's RSS and fds, the number of
-  processes under pyexecd, the temp dirs /proc/<worker>/cwd/run-*.
+  processes under pyexecd, the temp dirs /proc/<worker>/cwd/[batch-*/]run-*.
 End vs start: fds, processes and temp dirs must be equal, the workers the same
 pids (none respawned); RSS may grow by allocator slack (acceptor <= 4 MiB,
 each worker <= 8 MiB). It prints every number and one summary line for
@@ -336,9 +336,24 @@ def snapshot(acceptor, timeout=60):
         "worker_rss_kb": [rss_kb(w) for w in workers],
         "worker_fds": [nfds(w) for w in workers],
         "processes": len(descendants(acceptor)),
-        "temp_dirs": sum(len(glob.glob(f"/proc/{w}/cwd/run-*")) for w in workers),
+        "temp_dirs": sum(len(live_temp_dirs(w)) for w in workers),
     }
     return snap
+
+
+def live_temp_dirs(worker):
+    """A worker's temp dirs, as it sees them, but the sealed ones (a finished
+    request's tmpfs, emptied and read-only, which a batch holds until it is
+    unmounted: worker/dying.c)."""
+    found = glob.glob(f"/proc/{worker}/cwd/run-*") + glob.glob(f"/proc/{worker}/cwd/batch-*/run-*")
+    live = []
+    for d in found:
+        try:
+            if not os.statvfs(d).f_flag & os.ST_RDONLY:
+                live.append(d)
+        except OSError:
+            pass  # gone meanwhile
+    return live
 
 
 def compare(start, end):

@@ -3,9 +3,11 @@
  * files of another owner, names that are not UTF-8) and what
  * files_write_inputs writes. Run as root, the uid cases use a uid of their
  * own as the "sandbox" uid, as the worker does. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -201,6 +205,93 @@ static void test_remove_small_is_bounded(void **state)
     assert_int_equal(access(big, F_OK), -1);
 }
 
+/* Lines of this process's mountinfo that name path. */
+static int mounts_naming(const char *path)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[1024];
+    int n = 0;
+    while (f && fgets(line, sizeof(line), f))
+        n += strstr(line, path) != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* The batch a worker makes its tmpfs temp dirs in (run in a mount namespace
+ * of its own; exits with the number of the first check that failed). */
+static int batch_scenario(void)
+{
+    char batch[TMPDIR_PATH_MAX], a[TMPDIR_PATH_MAX], b[TMPDIR_PATH_MAX], rel[600];
+    struct stat st;
+    if (tmpdir_batch_create(batch, base, 4) || stat(batch, &st) || (st.st_mode & 07777) != 0711)
+        return 1;
+    /* A finished temp dir with files at several depths is emptied and made
+     * read-only, and stays mounted in its batch. */
+    if (tmpdir_create(a, batch, (uid_t)-1, (gid_t)-1, 64))
+        return 2;
+    snprintf(rel, sizeof(rel), "%s/x", a);
+    if (mkdir(rel, 0700))
+        return 3;
+    snprintf(rel, sizeof(rel), "%s/x/y", a);
+    if (mkdir(rel, 0700))
+        return 3;
+    snprintf(rel, sizeof(rel), "%s/x/y/z", a);
+    int fd = open(rel, O_WRONLY | O_CREAT, 0600);
+    if (fd < 0 || write(fd, "data", 4) != 4 || close(fd))
+        return 4;
+    if (tmpdir_seal(a, 64))
+        return 5;
+    DIR *d = opendir(a);
+    struct dirent *e;
+    int entries = 0;
+    while (d && (e = readdir(d)))
+        entries += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    if (!d || closedir(d) || entries)
+        return 6;
+    snprintf(rel, sizeof(rel), "%s/n", a);
+    if (open(rel, O_WRONLY | O_CREAT, 0600) >= 0 || errno != EROFS)
+        return 7;
+    if (mkdir(rel, 0700) == 0 || errno != EROFS || mounts_naming(a) != 1)
+        return 8;
+    /* More entries than the bound: -E2BIG, for the caller to unmount it. */
+    if (tmpdir_create(b, batch, (uid_t)-1, (gid_t)-1, 1024))
+        return 9;
+    for (int i = 0; i < 100; i++) {
+        snprintf(rel, sizeof(rel), "%s/%03d", b, i);
+        if (mkdir(rel, 0700))
+            return 10;
+    }
+    if (tmpdir_seal(b, 64) != -E2BIG)
+        return 11;
+    /* One removal of the batch unmounts it and both temp dirs. */
+    if (tmpdir_remove(batch) || access(batch, F_OK) == 0 || mounts_naming(batch) != 0)
+        return 12;
+    return 0;
+}
+
+/* tmpdir_batch_create, tmpdir_seal and the batch's removal, where this
+ * process may have a mount namespace of its own (root); skipped elsewhere. */
+static void test_batch_seal_and_remove(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+            _exit(77);
+        _exit(batch_scenario());
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77)
+        skip();
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* The worker measures a temp dir while the script works in it: a directory
  * the script removes (shutil.rmtree, TemporaryDirectory) while the walk is
  * inside it reads as ENOENT, and it holds nothing (rmdir needs it empty), so
@@ -341,6 +432,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deep_and_wide, setup, teardown),
         cmocka_unit_test_setup_teardown(test_removed_directory_measures_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_small_is_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_seal_and_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_not_utf8_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_owners_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_inputs, setup, teardown),
