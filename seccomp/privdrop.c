@@ -54,12 +54,13 @@ static int holds_capabilities(void)
     return 0;
 }
 
-/* Empty the bounding set (so nothing regains a capability through a file).
- * Each drop is a credential change of its own, some 1.7 us with the freeing
- * it leaves to RCU; reading whether a capability is still in the set costs a
- * fifth of that, so one the worker dropped already (privdrop_bounding_set)
- * is only read. Stops at the first number the kernel does not know. */
-static int drop_bounding(void)
+/* The bounding set: so nothing regains a capability through a file. Each
+ * drop is a credential change of its own, some 1.7 us with the freeing it
+ * leaves to RCU; reading whether a capability is still in the set costs a
+ * fifth of that, so in a child of the worker, which dropped them all at its
+ * start, each is only read. Stops at the first number the kernel does not
+ * know. */
+int privdrop_bounding_set(void)
 {
     for (int cap = 0; cap < 64; cap++) {
         int held = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
@@ -71,15 +72,10 @@ static int drop_bounding(void)
     return 0;
 }
 
-int privdrop_bounding_set(void)
-{
-    return drop_bounding();
-}
-
 /* The bounding set and the ambient set. */
 static int drop_bounding_and_ambient(void)
 {
-    int r = drop_bounding();
+    int r = privdrop_bounding_set();
     if (r)
         return r;
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)

@@ -116,26 +116,44 @@ static bool in_batch(const char *path, const char *batch)
     return n && !strncmp(path, batch, n) && path[n] == '/';
 }
 
+/* The old batch, with every temp dir still in it, detached at once. */
+static void drop_old_batch(struct dying *d)
+{
+    int r = tmpdir_remove(d->old_batch);
+    if (r)
+        cannot_remove(d, d->old_batch, r);
+    d->old_batch[0] = '\0';
+}
+
 const char *dying_tmpdir_base(struct dying *d, const char *base)
 {
     if (!d->tmpfs)
         return base;
+    /* The batch is below base: a base a script made unusable (normal user,
+     * chmod) would fail every child until the next batch. */
+    tmpdir_keep_mode(base);
     if (d->batch[0] && d->batch_dirs < DYING_BATCH) {
         d->batch_dirs++;
         return d->batch;
     }
     if (d->batch[0]) { /* full: the next dying_unmount takes it */
         if (d->old_batch[0])
-            dying_unmount(d); /* not reached: one dying_unmount runs per spare */
+            drop_old_batch(d); /* a spare made with no dying_unmount since */
         memcpy(d->old_batch, d->batch, sizeof(d->old_batch));
         d->batch[0] = '\0';
     }
-    if (tmpdir_batch_create(d->batch, base, DYING_BATCH)) {
+    if (d->no_batches || tmpdir_batch_create(d->batch, base, DYING_BATCH)) {
         d->batch[0] = '\0';
-        return base; /* each temp dir then unmounted alone, as it comes */
+        d->no_batches = true; /* not tried again: each temp dir is unmounted alone */
+        return base;
     }
     d->batch_dirs = 1;
     return d->batch;
+}
+
+void dying_tmpdir_failed(struct dying *d)
+{
+    d->batch_dirs = DYING_BATCH;
 }
 
 /* A queued tmpfs temp dir: sealed where it is when its child is reaped and
@@ -150,6 +168,7 @@ static int dispose(const struct dying *d, const char *path, bool reaped)
 
 void dying_unmount(struct dying *d)
 {
+    dying_reap(d, false); /* a child dead by now is sealed, not unmounted */
     int kept = 0;
     for (int i = 0; i < d->nunmount; i++) {
         if (in_batch(d->unmount[i].path, d->old_batch))
@@ -163,12 +182,8 @@ void dying_unmount(struct dying *d)
         }
     }
     d->nunmount = kept;
-    if (d->old_batch[0]) {
-        int r = tmpdir_remove(d->old_batch);
-        if (r)
-            cannot_remove(d, d->old_batch, r);
-        d->old_batch[0] = '\0';
-    }
+    if (d->old_batch[0])
+        drop_old_batch(d);
 }
 
 void dying_reap(struct dying *d, bool block)

@@ -34,6 +34,7 @@ struct dying {
     char batch[TMPDIR_PATH_MAX];     /* where tmpfs temp dirs are made now ("": none) */
     int batch_dirs;                  /* temp dirs made in it */
     char old_batch[TMPDIR_PATH_MAX]; /* the one before it, for dying_unmount */
+    bool no_batches;                 /* none could be made: each temp dir alone */
     bool tmpfs;                      /* set by the worker: every temp dir is a tmpfs of its own */
     bool broken; /* a temp dir could not be removed: the worker must be replaced */
 };
@@ -45,6 +46,11 @@ struct dying {
  * once the last one is gone). base again if no batch can be made. */
 const char *dying_tmpdir_base(struct dying *d, const char *base);
 
+/* The child dying_tmpdir_base gave a place for could not be made: its next
+ * temp dir goes to a new batch (where a script runs under the worker's own
+ * uid with no Landlock, it may have filled this one's room). */
+void dying_tmpdir_failed(struct dying *d);
+
 /* c was killed (and its fds closed): reap it later. A full list is first
  * reaped, waiting. */
 void dying_add(struct dying *d, const struct child *c);
@@ -53,7 +59,8 @@ void dying_add(struct dying *d, const struct child *c);
 void dying_gone(struct dying *d, const struct child *c);
 
 /* Reap those that have exited (block: wait for every one, and for every
- * remover, and unmount what is left) and remove their temp dirs. */
+ * remover, then dying_unmount) and remove, or mark for dying_unmount, their
+ * temp dirs. */
 void dying_reap(struct dying *d, bool block);
 
 /* Dispose of the tmpfs temp dirs dying_add and dying_gone queued: one whose

@@ -23,18 +23,22 @@
 /* A child inherits this process's memory: free only through wipe_free (wipe.h). */
 #pragma GCC poison free realloc
 
+int tmpdir_keep_mode(const char *dir)
+{
+    struct stat st;
+    if (!stat(dir, &st) && (st.st_mode & 07777) != 0711 && chmod(dir, 0711))
+        return -errno;
+    return 0;
+}
+
 /* mkdtemp base/prefix-XXXXXX into path. */
 static int make_dir(char path[TMPDIR_PATH_MAX], const char *base, const char *prefix)
 {
     if (snprintf(path, TMPDIR_PATH_MAX, "%s/%s-XXXXXX", base, prefix) >= TMPDIR_PATH_MAX)
         return -ENAMETOOLONG;
-    /* Run as a normal user, a script shares the worker's uid and so may
-     * chmod the scratch dir (Landlock does not govern chmod): give it back
-     * its mode (the worker may pass it anyway, in its user namespace; the
-     * child may not), and try again, so no later request fails for it. */
-    struct stat st;
-    if (!stat(base, &st) && (st.st_mode & 07777) != 0711 && chmod(base, 0711))
-        return -errno;
+    int r = tmpdir_keep_mode(base);
+    if (r)
+        return r;
     for (int tries = 0; !mkdtemp(path); tries++) {
         if (errno != EACCES || tries == 3 || chmod(base, 0711))
             return -errno;
@@ -72,7 +76,7 @@ int tmpdir_batch_create(char path[TMPDIR_PATH_MAX], const char *base, int dirs)
     /* Each temp dir inside is a directory (an inode, no block) with a mount
      * on it; 0711 lets a child reach its own by name, not list the others. */
     char opts[64];
-    snprintf(opts, sizeof(opts), "size=%dk,nr_inodes=%d,mode=0711", TMPDIR_BATCH_KB, dirs + 1);
+    snprintf(opts, sizeof(opts), "size=%dk,nr_inodes=%d,mode=0711", TMPDIR_BATCH_KB, 2 * dirs + 2);
     if (mount("pyexec-batch", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts)) {
         r = -errno;
         rmdir(path);
@@ -283,19 +287,27 @@ static int make_readonly(const char *path)
     return mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) ? -errno : 0;
 }
 
-int tmpdir_seal(const char *path, long max_entries)
+/* Remove everything inside the directory at path, looking at no more than
+ * *budget entries (< 0: any number; what is left of it is written back):
+ * -E2BIG when there were more. */
+static int empty_dir(const char *path, long *budget)
 {
     int fd = open_dir(AT_FDCWD, path);
     if (fd < 0)
         return fd;
     if (geteuid() != 0)
         fchmod(fd, S_IRWXU);
-    struct removal rm = {.budget = max_entries};
+    struct removal rm = {.budget = *budget};
     int r = walk_tree(fd, remove_entry, true, &rm);
+    *budget = rm.budget;
     if (rm.too_big)
         return -E2BIG;
-    if (!r)
-        r = rm.err;
+    return r ? r : rm.err;
+}
+
+int tmpdir_seal(const char *path, long max_entries)
+{
+    int r = empty_dir(path, &max_entries);
     return r ? r : make_readonly(path);
 }
 
@@ -326,18 +338,11 @@ static int remove_tree(const char *path, long budget)
             continue; /* a mount is_mount could not tell (no statx attribute) */
         if (errno != ENOTEMPTY && errno != EEXIST)
             return -errno;
-        int fd = open_dir(AT_FDCWD, path);
-        if (fd < 0)
-            return fd == -ENOENT ? 0 : fd;
-        if (geteuid() != 0)
-            fchmod(fd, S_IRWXU);
-        struct removal rm = {.budget = budget};
-        r = walk_tree(fd, remove_entry, true, &rm);
-        if (rm.too_big)
-            return -E2BIG;
-        budget = rm.budget; /* what is left for the next pass */
-        if (!r)
-            r = rm.err;
+        r = empty_dir(path, &budget); /* budget: what is left for the next pass */
+        if (r == -ENOENT)
+            return 0;
+        if (r == -E2BIG)
+            return r;
     }
     if (!rmdir(path) || errno == ENOENT)
         return 0;

@@ -25,11 +25,18 @@
  * by uid/gid when they are not -1. When tmpfs_kb > 0, mount a tmpfs of that
  * many KiB and TMPDIR_MAX_ENTRIES inodes on it (the caller must be allowed to
  * mount). base must be a directory the service made for this purpose (the
- * worker's scratch dir), never a shared one such as /tmp: its mode is set
- * back to 0711 when it differs, since a script under the worker's own uid may
- * have made it unwritable. path receives its name. Returns 0 or -errno. */
+ * worker's scratch dir, or a batch in it), never a shared one such as /tmp:
+ * its mode is set back as tmpdir_keep_mode does. path receives its name.
+ * Returns 0 or -errno. */
 int tmpdir_create(char path[TMPDIR_PATH_MAX], const char *base, uid_t uid, gid_t gid,
                   size_t tmpfs_kb);
+
+/* Give dir back mode 0711 when it differs: run as a normal user, a script
+ * shares the worker's uid and so may chmod the dirs above its temp dir
+ * (Landlock does not govern chmod); the worker passes anyway, in its user
+ * namespace, but the next child, without capabilities, would not. Returns 0
+ * or -errno. */
+int tmpdir_keep_mode(const char *dir);
 
 /* A batch: a small tmpfs of its own, made in base (the worker's scratch dir)
  * with room for dirs temp dirs, each made in it by tmpdir_create and, once
@@ -44,9 +51,9 @@ int tmpdir_batch_create(char path[TMPDIR_PATH_MAX], const char *base, int dirs);
 /* A tmpfs temp dir whose child is gone (nothing can write there any more):
  * everything in it removed and its mount made read-only, so it holds no
  * memory and no later script can fill it, while it stays mounted until its
- * batch goes. Looks at no more than max_entries entries: -E2BIG, with part
- * of the tree removed, when there are more (the caller then unmounts it).
- * Returns 0 or -errno. */
+ * batch goes. Looks at no more than max_entries entries (a directory counts
+ * again once emptied): -E2BIG, with part of the tree removed, when there are
+ * more (the caller then unmounts it). Returns 0 or -errno. */
 int tmpdir_seal(const char *path, long max_entries);
 
 /* Bytes the directory holds (allocated blocks, every file and subdirectory),

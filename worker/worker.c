@@ -73,8 +73,10 @@ static void spawn_spare(struct worker *w)
     int r = child_spawn(&w->params, dying_tmpdir_base(&w->dying, w->scratch), &w->spare);
     w->fork_us = monotonic_us() - start;
     w->have_spare = r == 0;
-    if (r)
+    if (r) {
+        dying_tmpdir_failed(&w->dying);
         fprintf(stderr, "pyexecd: worker %d: cannot fork a child: %s\n", getpid(), strerror(-r));
+    }
 }
 
 /* The child answered; kill it (its threads may linger) and reap it later. */

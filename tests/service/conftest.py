@@ -260,8 +260,14 @@ def all_temp_dirs(worker):
 
 
 def temp_dirs(worker):
-    """The temp dirs a child may still use: all_temp_dirs but the sealed ones."""
-    return [d for d in all_temp_dirs(worker) if os.path.isdir(d) and not sealed(d)]
+    """all_temp_dirs but the sealed ones that are empty: those a child may
+    still use, or that still hold something."""
+    def done(d):
+        try:
+            return sealed(d) and not os.listdir(d)
+        except OSError:
+            return True  # gone meanwhile
+    return [d for d in all_temp_dirs(worker) if os.path.isdir(d) and not done(d)]
 
 
 def wait_for_temp_file(server, name, other_than=None, timeout=60):

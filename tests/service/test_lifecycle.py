@@ -287,9 +287,12 @@ LEAVES_FILES = (
 
 
 def tmpfs_temp_dirs(s, w):
-    """Skip where temp dirs are plain directories (no mount namespace)."""
-    if not glob.glob(os.path.join(scratch(w), "batch-*")):
+    """Skip where temp dirs are plain directories (no mount namespace: /health
+    says); where they are tmpfs mounts, they are in a batch."""
+    namespaces = s.request("GET", "/health")[2]["sandbox"]["namespaces"]
+    if "mount-ro" not in namespaces and "scratch-tmpfs" not in namespaces:
         pytest.skip("temp dirs are not tmpfs mounts here (no mount namespace for the worker)")
+    until(lambda: glob.glob(os.path.join(scratch(w), "batch-*")), f"worker {w}'s batch of temp dirs")
 
 
 def mounts_in(w, scratch_path):
@@ -362,11 +365,16 @@ def test_a_big_finished_temp_dir_is_unmounted_alone(make_server):
     assert s.execute("def main(): return 'next'")[1]["result"] == "next"
 
 
-def test_finished_temp_dirs_out_of_reach(make_server):
+@pytest.mark.parametrize("user", ["root", "normal"])
+def test_finished_temp_dirs_out_of_reach(make_server, user):
     """A script reads the worker's mounts from its own mountinfo and tries
     to write into every other temp dir and batch there: sealed, detached or
-    outside its Landlock rules, none takes a file."""
-    s = make_server("--workers", "1")
+    outside its Landlock rules, none takes a file. Also with the service run
+    as a normal user, where a script shares the worker's uid."""
+    if user == "normal" and os.geteuid() != 0:
+        pytest.skip("needs root to start pyexecd as another user")
+    wrap = ["setpriv", "--reuid=65000", "--regid=65000", "--clear-groups"] if user == "normal" else ()
+    s = make_server("--workers", "1", wrap=wrap)
     (w,) = worker_pids(s)
     tmpfs_temp_dirs(s, w)
     for _ in range(3):

@@ -337,6 +337,7 @@ def snapshot(acceptor, timeout=60):
         "worker_fds": [nfds(w) for w in workers],
         "processes": len(descendants(acceptor)),
         "temp_dirs": sum(len(live_temp_dirs(w)) for w in workers),
+        "batches": sum(len(glob.glob(f"/proc/{w}/cwd/batch-*")) for w in workers),
     }
     return snap
 
@@ -344,12 +345,12 @@ def snapshot(acceptor, timeout=60):
 def live_temp_dirs(worker):
     """A worker's temp dirs, as it sees them, but the sealed ones (a finished
     request's tmpfs, emptied and read-only, which a batch holds until it is
-    unmounted: worker/dying.c)."""
+    unmounted: worker/dying.c) that are empty indeed."""
     found = glob.glob(f"/proc/{worker}/cwd/run-*") + glob.glob(f"/proc/{worker}/cwd/batch-*/run-*")
     live = []
     for d in found:
         try:
-            if not os.statvfs(d).f_flag & os.ST_RDONLY:
+            if not (os.statvfs(d).f_flag & os.ST_RDONLY) or os.listdir(d):
                 live.append(d)
         except OSError:
             pass  # gone meanwhile
@@ -363,7 +364,7 @@ def compare(start, end):
         bad.append("the workers never settled to one spare child each")
     if end["workers"] != start["workers"]:
         bad.append(f"workers changed (respawned?): {start['workers']} -> {end['workers']}")
-    for key in ("acceptor_fds", "template_fds", "worker_fds", "processes", "temp_dirs"):
+    for key in ("acceptor_fds", "template_fds", "worker_fds", "processes", "temp_dirs", "batches"):
         if end[key] != start[key]:
             bad.append(f"{key}: {start[key]} -> {end[key]}")
     if end["acceptor_rss_kb"] - start["acceptor_rss_kb"] > ACCEPTOR_RSS_SLACK_KB:
