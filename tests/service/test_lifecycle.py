@@ -310,6 +310,7 @@ def test_finished_temp_dirs_sealed_then_unmounted_in_batches(make_server):
     s = make_server("--workers", "1")
     (w,) = worker_pids(s)
     tmpfs_temp_dirs(s, w)
+
     def settled():
         # the spare's empty dir the only one in use, in the only batch
         live = temp_dirs(w)
