@@ -241,6 +241,10 @@ def scratch(worker):
     return f"/proc/{worker}/cwd"
 
 
+# Prefix of a command that runs pyexecd as a normal user (the tests run as root).
+AS_USER = ["setpriv", "--reuid=65000", "--regid=65000", "--clear-groups"]
+
+
 def sealed(path):
     """A finished request's tmpfs temp dir, emptied and made read-only until
     its batch is unmounted (worker/dying.c); False once it is gone."""

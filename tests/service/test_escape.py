@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from conftest import PYEXECD, Server, wait_for_temp_file
+from conftest import AS_USER, PYEXECD, Server, wait_for_temp_file
 
 ESCAPES = {
     "socket_to_own_port": "import socket\ndef main(port):\n    socket.create_connection(('127.0.0.1', port), 2)\n    return 'ESCAPED'",
@@ -371,7 +371,7 @@ def test_service_processes_are_not_dumpable(make_server):
     (root for a process that is not dumpable; /proc/<pid> itself keeps it)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to start pyexecd as another user")
-    s = make_server("--workers", "2", wrap=["setpriv", "--reuid=65000", "--regid=65000", "--clear-groups"])
+    s = make_server("--workers", "2", wrap=AS_USER)
     tree = s.descendants()
     template = [pid for pid, ppid, _ in tree if ppid == s.proc.pid]
     assert len(template) == 1, tree

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import (Client, Unready, all_temp_dirs, children_of, metric, proc_stat, scratch,
-                      sealed, temp_dirs, until, wait_for_temp_file, worker_pids)
+from conftest import (AS_USER, Client, Unready, all_temp_dirs, children_of, metric, proc_stat,
+                      scratch, sealed, temp_dirs, until, wait_for_temp_file, worker_pids)
 
 # Marks its temp dir as running, then waits until the test drops a file named
 # "go" into that dir (the test sees it through the worker's root): the test,
@@ -374,7 +374,7 @@ def test_finished_temp_dirs_out_of_reach(make_server, user):
     as a normal user, where a script shares the worker's uid."""
     if user == "normal" and os.geteuid() != 0:
         pytest.skip("needs root to start pyexecd as another user")
-    wrap = ["setpriv", "--reuid=65000", "--regid=65000", "--clear-groups"] if user == "normal" else ()
+    wrap = AS_USER if user == "normal" else ()
     s = make_server("--workers", "1", wrap=wrap)
     (w,) = worker_pids(s)
     tmpfs_temp_dirs(s, w)

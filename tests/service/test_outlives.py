@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import PYEXECD, Server, all_temp_dirs, sealed
+from conftest import AS_USER, PYEXECD, Server, all_temp_dirs, sealed
 
 # Rounds of (token request, scan) per residue run; PYEXEC_RESIDUE_ROUNDS=20
 # for the long form.
@@ -158,7 +158,6 @@ def test_no_residue_of_earlier_requests_in_a_later_childs_memory():
 # --- The temp dir: whatever a script leaves there goes with its request ---
 
 TMP_KB = 16384
-AS_USER = ["setpriv", "--reuid=65000", "--regid=65000", "--clear-groups"]
 
 
 @pytest.fixture(scope="module", params=["root", "user", "measured"])
