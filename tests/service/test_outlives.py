@@ -317,7 +317,8 @@ def main(n):
 
 def test_a_thread_bomb_meets_the_thread_cap(one_worker):
     status, data = one_worker.execute(THREADS, input=3000)
-    assert status == 200, data
+    # the child's whole stderr on failure: a sanitizer's report is long
+    assert status == 200, f"{data.get('error')}\n{data.get('stderr')}"
     # 64 tasks of the uid: the main thread and 63 more (fewer when another
     # process runs under the same uid, e.g. another pyexecd's worker 0)
     assert data["result"]["error"] == "can't start new thread", data
